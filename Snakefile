@@ -1,0 +1,26 @@
+# ragtune: fine-tune and evaluate RAG pipelines, after Lawton et al. (EMNLP 2025 Findings).
+# This file only wires things together: helpers live in rules/common.smk, logic in src/ragtune.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/models.smk"
+include: "rules/corpus.smk"
+include: "rules/index.smk"
+include: "rules/qa.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

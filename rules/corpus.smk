@@ -1,0 +1,34 @@
+# The retrieval corpus: fetch documents into shards, then chunk each shard in its own job.
+
+
+rule download_corpus:
+    input:
+        # Only a focused corpus (corpus.focus) depends on the questions.
+        qa=focus_qa_inputs(),
+    output:
+        shards=doc_shards(),
+    log:
+        log_path("download_corpus", CORPUS),
+    benchmark:
+        bench_path("download_corpus", CORPUS)
+    params:
+        corpus=config["corpus"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/download_corpus.py"
+
+
+rule chunk_corpus:
+    input:
+        docs=f"{RESULTS}/corpus/{CORPUS}/docs/shard-{{shard}}.jsonl",
+    output:
+        chunks=f"{RESULTS}/corpus/{CORPUS}/chunks/shard-{{shard}}.jsonl",
+        offsets=f"{RESULTS}/corpus/{CORPUS}/chunks/shard-{{shard}}.offsets.npy",
+    log:
+        log_path("chunk_corpus", CORPUS, "{shard}"),
+    benchmark:
+        bench_path("chunk_corpus", CORPUS, "{shard}")
+    params:
+        chunking=lookup(dpath="corpus/chunking", within=config),
+    script:
+        "../workflow/scripts/chunk_corpus.py"

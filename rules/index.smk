@@ -1,0 +1,40 @@
+# Embeddings (one GPU job per shard) and the faiss index over all of them.
+
+
+rule embed_corpus:
+    input:
+        chunks=f"{RESULTS}/corpus/{CORPUS}/chunks/shard-{{shard}}.jsonl",
+    output:
+        f"{RESULTS}/corpus/{CORPUS}/embeddings/{{embedder}}/shard-{{shard}}.npy",
+    log:
+        log_path("embed_corpus", CORPUS, "{embedder}", "{shard}"),
+    benchmark:
+        bench_path("embed_corpus", CORPUS, "{embedder}", "{shard}")
+    threads: config["threads"]
+    resources:
+        gpu=gpus("embed_corpus"),
+    params:
+        embedder=lambda wc: config["embedders"][wc.embedder],
+        embedding=config["embedding"],
+    script:
+        "../workflow/scripts/embed_corpus.py"
+
+
+rule build_index:
+    input:
+        shards=lambda wc: embedding_shards(wc.embedder),
+    output:
+        index=f"{RESULTS}/corpus/{CORPUS}/index/{{embedder}}/index.faiss",
+        info=f"{RESULTS}/corpus/{CORPUS}/index/{{embedder}}/info.json",
+    log:
+        log_path("build_index", CORPUS, "{embedder}"),
+    benchmark:
+        bench_path("build_index", CORPUS, "{embedder}")
+    threads: config["threads"]
+    resources:
+        gpu=gpus("build_index"),
+    params:
+        retrieval=config["retrieval"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/build_index.py"

@@ -1,0 +1,18 @@
+# GGUF generators load slowly (de-quantized tensor by tensor): convert each once into an
+# HF folder that every later job loads in a fraction of a second.
+
+
+rule convert_generator:
+    output:
+        directory(f"{RESULTS}/models/{{generator}}"),
+    log:
+        log_path("convert_generator", "{generator}"),
+    benchmark:
+        bench_path("convert_generator", "{generator}")
+    threads: config["threads"]
+    resources:
+        gpu=gpus("convert_generator"),
+    params:
+        spec=lambda wc: config["generators"][wc.generator],
+    script:
+        "../workflow/scripts/convert_generator.py"

@@ -1,0 +1,111 @@
+"""Checks that a JSON schema cannot express, run when Snakemake parses the workflow.
+
+The schema (config/schema.yaml) catches wrong types and unknown keys. This module catches the
+rest before any job starts: cross-references between sections, missing data files, files
+without the columns their format needs, and model specs that name nothing loadable.
+Every message names the config key, the file when there is one, and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ragtune import models
+from ragtune.data.qa import FORMATS, first_record
+
+SPLITS = ("train", "validation", "test")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def check(config: dict[str, Any]) -> None:
+    problems: list[str] = []
+    problems += _check_pipelines(config)
+    problems += _check_models(config)
+    problems += _check_corpus(config)
+    for name, dataset in config["datasets"].items():
+        problems += _check_dataset(name, dataset)
+    if problems:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+
+
+def _check_pipelines(config) -> list[str]:
+    out = []
+    for name, pipe in config["pipelines"].items():
+        for role, section in (("embedder", "embedders"), ("generator", "generators")):
+            if pipe[role] not in config[section]:
+                out.append(
+                    f"pipelines.{name}.{role}: '{pipe[role]}' is not a key of {section} "
+                    f"(known: {', '.join(sorted(config[section]))}); add it there or fix the name"
+                )
+    return out
+
+
+def _check_models(config) -> list[str]:
+    out = []
+    specs = [(f"embedders.{k}", v) for k, v in config["embedders"].items()]
+    specs += [(f"generators.{k}", v) for k, v in config["generators"].items()]
+    specs.append(("corpus.chunking.tokenizer", config["corpus"]["chunking"]["tokenizer"]))
+    for key, spec in specs:
+        try:
+            models.resolve(spec)
+        except models.ModelSpecError as err:
+            out.append(f"{key}: {err}")
+    return out
+
+
+def _check_file(key: str, path: str) -> str | None:
+    if not Path(path).exists():
+        return (
+            f"{key}: file '{path}' does not exist (relative paths start at the working "
+            f"directory, {Path.cwd()}); fix the path or use a Hub source instead"
+        )
+    return None
+
+
+def _check_corpus(config) -> list[str]:
+    corpus = config["corpus"]
+    out = []
+    for i, path in enumerate(corpus["source"].get("files", [])):
+        key = f"corpus.source.files[{i}]"
+        if problem := _check_file(key, path):
+            out.append(problem)
+            continue
+        fields = [corpus["id_field"], corpus["title_field"], corpus["text_field"]]
+        record = first_record(path)
+        missing = [f for f in fields if f not in record]
+        if missing:
+            out.append(
+                f"{key}: '{path}' has no column(s) {missing} (it has {sorted(record)}); set "
+                "corpus.id_field / title_field / text_field to the names it uses"
+            )
+    return out
+
+
+def _check_dataset(name: str, dataset) -> list[str]:
+    out = []
+    fmt = FORMATS[dataset["format"]]
+    files = dataset["source"].get("files")
+    for split, spec in dataset["splits"].items():
+        if files is not None and spec["from"] not in files:
+            out.append(
+                f"datasets.{name}.splits.{split}.from: source split '{spec['from']}' has no "
+                f"file in datasets.{name}.source.files (known: {', '.join(files)})"
+            )
+    for split, path in (files or {}).items():
+        key = f"datasets.{name}.source.files.{split}"
+        if problem := _check_file(key, path):
+            out.append(problem)
+            continue
+        record = first_record(path)
+        missing = [c for c in fmt.required_columns if c not in record]
+        if missing:
+            out.append(
+                f"{key}: '{path}' lacks column(s) {missing} that format '{dataset['format']}' "
+                f"needs (it has {sorted(record)}); give a file in the {fmt.hub_id} schema "
+                f"or change datasets.{name}.format"
+            )
+    return out

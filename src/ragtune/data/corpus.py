@@ -1,0 +1,123 @@
+"""The retrieval corpus: fetch documents into shards, then cut them into token windows.
+
+Artifacts:
+- documents: ``docs/shard-NNN.jsonl``, ``{id, title, text}``, round-robin over the shards;
+- chunks: ``chunks/shard-NNN.jsonl``, ``{id, title, text}``, one file per document shard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ragtune.data.sources import load_split
+from ragtune.io import atomic_path
+
+
+def iter_documents(corpus: dict[str, Any]) -> Iterator[dict[str, str]]:
+    """Stream ``{id, title, text}`` documents from the configured source."""
+    source = corpus["source"]
+    ds = load_split(source, source.get("split", "train"), streaming=True)
+    fields = (corpus["id_field"], corpus["title_field"], corpus["text_field"])
+    for n, rec in enumerate(ds):
+        if corpus.get("limit") is not None and n >= corpus["limit"]:
+            return
+        missing = [f for f in fields if f not in rec]
+        if missing:
+            raise KeyError(
+                f"corpus record {n} lacks field(s) {missing} (it has {sorted(rec)}); set "
+                "corpus.id_field / title_field / text_field to the names the source uses"
+            )
+        yield {"id": str(rec[fields[0]]), "title": rec[fields[1]] or "", "text": rec[fields[2]]}
+
+
+def focus(
+    documents: Iterable[dict[str, Any]], gold_titles: set[str], distractors: int, seed: int
+) -> list[dict[str, Any]]:
+    """The gold documents plus ``distractors`` others drawn uniformly (reservoir sampling).
+
+    The draw depends only on the seed and the stream's order, so it is reproducible, and the
+    documents keep their order in the source.
+    """
+    rng = random.Random(seed)
+    kept: list[tuple[int, dict[str, Any]]] = []
+    reservoir: list[tuple[int, dict[str, Any]]] = []
+    seen_other = 0
+    for i, doc in enumerate(documents):
+        if doc["title"] in gold_titles:
+            kept.append((i, doc))
+            continue
+        seen_other += 1
+        if len(reservoir) < distractors:
+            reservoir.append((i, doc))
+        else:
+            j = rng.randrange(seen_other)
+            if j < distractors:
+                reservoir[j] = (i, doc)
+    return [doc for _, doc in sorted(kept + reservoir, key=lambda pair: pair[0])]
+
+
+def write_shards(documents: Iterable[dict[str, Any]], paths: list[str | Path]) -> int:
+    """Write documents round-robin into ``paths`` (each atomically); return the count."""
+    import json
+
+    n = 0
+    with contextlib.ExitStack() as stack:
+        tmps = [stack.enter_context(atomic_path(p)) for p in paths]
+        handles = [stack.enter_context(open(t, "w", encoding="utf-8")) for t in tmps]
+        for doc in tqdm(documents, desc="download corpus", unit="doc", mininterval=5):
+            handles[n % len(handles)].write(json.dumps(doc, ensure_ascii=False) + "\n")
+            n += 1
+        for h in handles:
+            h.close()
+    return n
+
+
+def window_spans(
+    offsets: list[tuple[int, int]], max_tokens: int, overlap: int
+) -> list[tuple[int, int]]:
+    """Character spans of overlapping windows of at most ``max_tokens`` tokens.
+
+    ``offsets`` are the (start, end) characters of each token. A text that fits in one window
+    yields a single span covering all of it, so short chunks pass through unchanged.
+    """
+    if overlap >= max_tokens:
+        raise ValueError(
+            f"chunk overlap ({overlap}) must be smaller than max_tokens ({max_tokens})"
+        )
+    if len(offsets) <= max_tokens:
+        return [(0, -1)]
+    spans = []
+    step = max_tokens - overlap
+    for start in range(0, len(offsets), step):
+        window = offsets[start : start + max_tokens]
+        spans.append((window[0][0], window[-1][1]))
+        if start + max_tokens >= len(offsets):
+            break
+    return spans
+
+
+def chunk_document(doc: dict[str, str], tokenizer, max_tokens: int, overlap: int) -> list[dict]:
+    """Cut one document into windows; each chunk keeps the document's title."""
+    text = doc["text"]
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    spans = window_spans(enc["offset_mapping"], max_tokens, overlap)
+    if spans == [(0, -1)]:
+        return [{"id": doc["id"], "title": doc["title"], "text": text}]
+    # Slicing the original text by token offsets keeps its exact characters (no detokenizing).
+    return [
+        {"id": f"{doc['id']}#{i}", "title": doc["title"], "text": text[a:b]}
+        for i, (a, b) in enumerate(spans)
+    ]
+
+
+def chunk_documents(
+    docs: Iterable[dict[str, str]], tokenizer, max_tokens: int, overlap: int
+) -> Iterator[dict[str, str]]:
+    for doc in docs:
+        yield from chunk_document(doc, tokenizer, max_tokens, overlap)

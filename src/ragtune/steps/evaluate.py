@@ -1,0 +1,107 @@
+"""Step of rules/evaluate.smk: answer every question from its retrieved chunks and score it."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ragtune import runtime
+from ragtune.evaluation.generate import generate_answers
+from ragtune.evaluation.metrics import best_em, best_f1, mean, recall_at_k
+from ragtune.evaluation.prompt import fit_prompt
+from ragtune.io import read_jsonl, write_json, write_jsonl
+from ragtune.retrieval.store import ChunkStore
+
+log = logging.getLogger(__name__)
+
+
+def load_generator(path: str, dtype: str):
+    """A causal LM and its tokenizer, ready for left-padded batched generation."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragtune.models import resolve
+
+    resolved = resolve(path)
+    tokenizer = AutoTokenizer.from_pretrained(resolved.location, **resolved.pretrained_kwargs())
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(
+        resolved.location, dtype=runtime.resolve_dtype(dtype), **resolved.pretrained_kwargs()
+    ).to(runtime.device())
+    model.eval()
+    return model, tokenizer
+
+
+def evaluate(
+    questions_path: str,
+    retrieved_path: str,
+    chunk_shards: list[str],
+    generator: str,
+    generation: dict,
+    out_metrics: str,
+    out_predictions: str,
+    extra: dict | None = None,
+) -> dict:
+    start = time.time()
+    questions = list(read_jsonl(questions_path))
+    retrieved = {r["qid"]: r for r in read_jsonl(retrieved_path)}
+    missing = [q["id"] for q in questions if q["id"] not in retrieved]
+    if missing:
+        raise ValueError(
+            f"{retrieved_path} has no retrieval for {len(missing)} question(s) of "
+            f"{questions_path} (first: {missing[0]}); re-run the retrieve rule"
+        )
+    chunks = ChunkStore(chunk_shards)
+    model, tokenizer = load_generator(generator, generation["dtype"])
+    contexts = [chunks.get_many(retrieved[q["id"]]["rows"]) for q in questions]
+    prompts = [
+        fit_prompt(q["question"], ctx, tokenizer, generation["max_prompt_tokens"])
+        for q, ctx in zip(questions, contexts, strict=True)
+    ]
+    gen_start = time.time()
+    answers = generate_answers(
+        model,
+        tokenizer,
+        prompts,
+        batch_size=generation["batch_size"],
+        max_new_tokens=generation["max_new_tokens"],
+    )
+    gen_seconds = time.time() - gen_start
+    rows = []
+    for q, ctx, answer in zip(questions, contexts, answers, strict=True):
+        titles = [c["title"] for c in ctx]
+        rows.append(
+            {
+                "id": q["id"],
+                "question": q["question"],
+                "prediction": answer,
+                "answers": q["answers"],
+                "em": best_em(answer, q["answers"]),
+                "f1": best_f1(answer, q["answers"]),
+                "recall": recall_at_k(titles, q["gold_titles"]),
+                "retrieved_titles": titles,
+                "gold_titles": q["gold_titles"],
+            }
+        )
+    write_jsonl(out_predictions, rows)
+    metrics = {
+        "em": round(100 * mean([r["em"] for r in rows]), 2),
+        "f1": round(100 * mean([r["f1"] for r in rows]), 2),
+        "recall_at_k": round(100 * mean([r["recall"] for r in rows]), 2),
+        "k": len(next(iter(retrieved.values()))["rows"]) if retrieved else 0,
+        "n": len(rows),
+        "seconds": round(time.time() - start, 3),
+        "generation_seconds": round(gen_seconds, 3),
+        **runtime.device_record(),
+        **(extra or {}),
+    }
+    write_json(out_metrics, metrics)
+    log.info(
+        "EM %.1f  F1 %.1f  Recall@%d %.1f  (n=%d)",
+        metrics["em"],
+        metrics["f1"],
+        metrics["k"],
+        metrics["recall_at_k"],
+        metrics["n"],
+    )
+    return metrics

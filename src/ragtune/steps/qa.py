@@ -1,0 +1,83 @@
+"""Steps of rules/qa.smk: carve the QA splits, retrieve top-k chunks for every question."""
+
+from __future__ import annotations
+
+import logging
+
+import faiss
+
+from ragtune import models, runtime
+from ragtune.data.qa import carve, normalise
+from ragtune.data.sources import load_split
+from ragtune.io import read_jsonl, write_json, write_jsonl
+from ragtune.retrieval import index as faiss_index
+from ragtune.retrieval.embed import encode
+from ragtune.retrieval.store import ChunkStore, EmbeddingStore
+
+log = logging.getLogger(__name__)
+
+
+def prepare_qa(dataset: dict, outputs: dict[str, str], sizes_path: str, seed: int) -> None:
+    """Write train / validation / test JSONL and a record of where each came from."""
+    source = dataset["source"]
+    plan = dataset["splits"]
+    pools = {}
+    for name in sorted({spec["from"] for spec in plan.values()}):
+        origin = source["files"][name] if "files" in source else f"{source['hub']}:{name}"
+        pools[name] = normalise(load_split(source, name), dataset["format"], origin)
+    splits = carve(pools, plan, seed)
+    for split, records in splits.items():
+        write_jsonl(outputs[split], records)
+    write_json(
+        sizes_path,
+        {
+            "seed": seed,
+            "source_sizes": {k: len(v) for k, v in pools.items()},
+            "splits": {s: {"from": plan[s]["from"], "size": len(splits[s])} for s in splits},
+        },
+    )
+
+
+def retrieve(
+    questions_path: str,
+    index_path: str,
+    embedding_shards: list[str],
+    chunk_shards: list[str],
+    out_path: str,
+    embedder: str,
+    retrieval: dict,
+) -> None:
+    """Top-k chunks for every question: ``{qid, chunk_ids, rows, scores}``.
+
+    Scores are exact cosines rescored from the float16 store; ``rows`` are index rows, which
+    give random access to the chunk text without an id dictionary.
+    """
+    questions = list(read_jsonl(questions_path))
+    model = models.load_embedder(embedder, device=runtime.device())
+    index = faiss.read_index(index_path)
+    faiss_index.set_search_params(
+        index, nprobe=retrieval["nprobe"], ef_search=retrieval["ef_search"]
+    )
+    store = EmbeddingStore(embedding_shards)
+    chunks = ChunkStore(chunk_shards)
+    if len(store) != len(chunks) or index.ntotal != len(store):
+        raise ValueError(
+            f"index ({index.ntotal}), embeddings ({len(store)}) and chunks ({len(chunks)}) "
+            "disagree on the corpus size; re-run build_index"
+        )
+    query_vecs = encode(model, [q["question"] for q in questions], retrieval["query_batch_size"])
+    rows, scores = faiss_index.search(
+        index, store, query_vecs, retrieval["k"], rescore_factor=retrieval["rescore_factor"]
+    )
+    write_jsonl(
+        out_path,
+        (
+            {
+                "qid": q["id"],
+                "chunk_ids": [chunks[int(r)]["id"] for r in rs],
+                "rows": [int(r) for r in rs],
+                "scores": [round(float(s), 6) for s in ss],
+            }
+            for q, rs, ss in zip(questions, rows, scores, strict=True)
+        ),
+    )

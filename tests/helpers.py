@@ -1,0 +1,44 @@
+"""Build small configs for workflow tests, pointing at ../shared's mirror."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def tiny_config(mirror: Path, results: Path) -> dict:
+    """A few hundred chunks and a dozen questions per dataset."""
+    base = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg = copy.deepcopy(base)
+    cfg["results"] = str(results)
+    cfg["corpus"]["source"]["files"] = [str(mirror / "wikipedia/chunks.jsonl.gz")]
+    cfg["corpus"]["focus"] = {"distractors": 150}
+    ds = cfg["datasets"]
+    ds["hotpotqa"]["source"]["files"] = {
+        "train": str(mirror / "hotpotqa/train.jsonl.gz"),
+        "validation": str(mirror / "hotpotqa/validation.jsonl.gz"),
+    }
+    ds["popqa"]["source"]["files"] = {"test": str(mirror / "popqa/test.jsonl.gz")}
+    for d in ds.values():
+        for split, size in (("train", 12), ("validation", 6), ("test", 6)):
+            d["splits"][split]["size"] = size
+    cfg["generation"]["max_new_tokens"] = 12
+    return cfg
+
+
+def write_config(cfg: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )

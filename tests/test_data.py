@@ -1,0 +1,93 @@
+import pytest
+
+from ragtune.data.corpus import focus, iter_documents
+from ragtune.data.qa import carve, normalise
+from ragtune.data.sources import load_split
+from ragtune.io import read_jsonl, write_jsonl
+
+
+def test_hotpotqa_mirror_loads_through_datasets_and_normalises(mirror):
+    source = {"files": {"train": str(mirror / "hotpotqa/train.jsonl.gz")}}
+    recs = normalise(load_split(source, "train"), "hotpotqa", "train")
+    assert len(recs) == 100
+    first = recs[0]
+    assert first["id"] == "5a77ec115542992a6e59dff7"
+    assert first["answers"] == ["a spirit"]
+    assert first["gold_titles"] == ["Alû", "Lilu (mythology)"]
+
+
+def test_popqa_possible_answers_are_decoded(mirror):
+    source = {"files": {"test": str(mirror / "popqa/test.jsonl.gz")}}
+    recs = normalise(load_split(source, "test"), "popqa", "test")
+    assert len(recs) == 1000
+    george = recs[0]
+    assert george["answers"][:2] == ["politician", "political leader"]
+    assert george["gold_titles"] == ["George Rankin"]
+
+
+def test_missing_columns_name_the_schema():
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['s_wiki_title'\].*akariasai/PopQA"):
+        normalise([{"id": 1, "question": "q", "possible_answers": "[]"}], "popqa", "f.jsonl")
+
+
+def test_carve_is_disjoint_deterministic_and_sized():
+    pools = {"test": [{"id": str(i)} for i in range(100)]}
+    plan = {
+        s: {"from": "test", "size": n} for s, n in (("train", 50), ("validation", 20), ("test", 30))
+    }
+    a, b = carve(pools, plan, seed=1), carve(pools, plan, seed=1)
+    assert a == b
+    ids = [{r["id"] for r in a[s]} for s in ("train", "validation", "test")]
+    assert [len(x) for x in ids] == [50, 20, 30]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert carve(pools, plan, seed=2)["train"] != a["train"]
+
+
+def test_carve_rejects_oversized_plan():
+    pools = {"validation": [{"id": str(i)} for i in range(10)]}
+    plan = {
+        "train": {"from": "validation", "size": 5},
+        "validation": {"from": "validation", "size": 5},
+        "test": {"from": "validation", "size": 1},
+    }
+    with pytest.raises(ValueError, match="ask for 11 questions.*only 10"):
+        carve(pools, plan, seed=0)
+
+
+def test_corpus_mirror_streams_with_field_mapping(mirror):
+    corpus = {
+        "source": {"files": [str(mirror / "wikipedia/chunks.jsonl.gz")]},
+        "id_field": "id",
+        "title_field": "title",
+        "text_field": "content",
+        "limit": 3,
+    }
+    docs = list(iter_documents(corpus))
+    assert len(docs) == 3 and docs[0]["title"] == "Demon Dice"
+    assert docs[0]["text"].startswith("Demon Dice, originally published")
+    corpus["text_field"] = "body"
+    with pytest.raises(KeyError, match="lacks field.*body"):
+        list(iter_documents(corpus))
+
+
+def test_focus_keeps_gold_and_a_seeded_sample():
+    docs = [{"id": str(i), "title": f"t{i}", "text": ""} for i in range(200)]
+    kept = focus(iter(docs), {"t5", "t150"}, distractors=10, seed=3)
+    titles = [d["title"] for d in kept]
+    assert {"t5", "t150"} <= set(titles) and len(kept) == 12
+    assert [int(d["id"]) for d in kept] == sorted(int(d["id"]) for d in kept)
+    assert kept == focus(iter(docs), {"t5", "t150"}, distractors=10, seed=3)
+
+
+def test_jsonl_roundtrip_is_atomic(tmp_path):
+    path = tmp_path / "x.jsonl.gz"
+    assert write_jsonl(path, [{"a": 1}, {"b": "é"}]) == 2
+    assert list(read_jsonl(path)) == [{"a": 1}, {"b": "é"}]
+
+    def boom():
+        yield {"a": 1}
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl(tmp_path / "y.jsonl", boom())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jsonl.gz"]

@@ -1,0 +1,77 @@
+"""Prompt and batched generation on the real packaged generator (converted once per session)."""
+
+import pytest
+import torch
+
+from ragtune import models
+from ragtune.evaluation.generate import answer_line, generate_answers
+from ragtune.evaluation.prompt import TEMPLATE, build_prompt, fit_prompt
+from ragtune.steps.evaluate import load_generator
+
+
+def test_prompt_is_the_papers_appendix_a():
+    p = build_prompt("Who?", [{"title": "A", "text": "x."}, {"title": "B", "text": "y."}])
+    assert p == (
+        "You are a helpful general knowledge expert. Answer the following question using the "
+        "relevant context. Use as few words as possible.\n### Context:\nA. x.\n\nB. y.\n"
+        "### Question:\nWho?\n### Answer:\n"
+    )
+
+
+def test_answer_line():
+    assert answer_line(" Paris.\n### Explanation: ...") == "Paris."
+    assert answer_line("\n\nParis\n") == "Paris"
+
+
+@pytest.fixture(scope="module")
+def generator(smollm_spec, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen") / "smollm2"
+    models.convert_gguf(smollm_spec, out)
+    torch.manual_seed(0)
+    return load_generator(str(out), "float32")
+
+
+def test_fit_prompt_cuts_context_tail_only(generator):
+    _, tok = generator
+    chunks = [{"title": f"T{i}", "text": "word " * 200} for i in range(5)]
+    p = fit_prompt("What is it?", chunks, tok, max_tokens=300)
+    assert len(tok(p, add_special_tokens=False)["input_ids"]) <= 300
+    assert p.startswith(TEMPLATE.split("{context}")[0] + "T0. word")
+    assert p.endswith("### Question:\nWhat is it?\n### Answer:\n")
+
+
+def test_batched_early_stop_matches_one_at_a_time(generator):
+    model, tok = generator
+    ctx = [
+        [{"title": "Paris", "text": "Paris is the capital of France."}],
+        [
+            {
+                "title": "Blue whale",
+                "text": "The blue whale is the largest animal known to have "
+                "ever existed, far longer than any elephant or dinosaur on record.",
+            }
+        ],
+        [
+            {
+                "title": "Mount Everest",
+                "text": "Mount Everest, in the Himalayas, is Earth's "
+                "highest mountain above sea level.",
+            }
+        ],
+    ]
+    qs = [
+        "What is the capital of France?",
+        "What is the largest animal?",
+        "What is the highest mountain?",
+    ]
+    prompts = [build_prompt(q, c) for q, c in zip(qs, ctx, strict=True)]
+    batched = generate_answers(model, tok, prompts, batch_size=3, max_new_tokens=16, progress=False)
+    single = [
+        generate_answers(
+            model, tok, [p], batch_size=1, max_new_tokens=16, early_stop=False, progress=False
+        )[0]
+        for p in prompts
+    ]
+    assert batched == single
+    assert "Paris" in batched[0]
+    assert all("\n" not in a for a in batched)

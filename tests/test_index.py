@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from ragtune.retrieval import index as faiss_index
+from ragtune.retrieval.store import ChunkStore, EmbeddingStore, line_offsets, offsets_path
+
+
+def _unit(rng, n, d):
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def store(tmp_path):
+    rng = np.random.default_rng(0)
+    vecs = _unit(rng, 600, 32)
+    paths = []
+    for i, part in enumerate(np.array_split(vecs, 3)):
+        p = tmp_path / f"shard-{i:03d}.npy"
+        np.save(p, part.astype(np.float16))
+        paths.append(p)
+    return EmbeddingStore(paths), vecs.astype(np.float16).astype(np.float32)
+
+
+def test_store_reads_rows_across_shards(store):
+    s, full = store
+    rows = np.array([[0, 599], [200, 201]])
+    np.testing.assert_array_equal(s.vectors(rows), full[rows])
+    assert len(s) == 600 and s.dim == 32
+
+
+@pytest.mark.parametrize(("factory", "rescore"), [("Flat", 1), ("HNSW16", 4), ("IVF8,Flat", 4)])
+def test_search_matches_brute_force(store, factory, rescore):
+    s, full = store
+    queries = _unit(np.random.default_rng(1), 20, 32)
+    index = faiss_index.build(s, factory, train_size=600, add_batch_size=128)
+    faiss_index.set_search_params(index, nprobe=8, ef_search=64)
+    rows, scores = faiss_index.search(index, s, queries, 5, rescore_factor=rescore)
+    brute = queries @ full.T
+    expected = np.argsort(-brute, axis=1)[:, :5]
+    np.testing.assert_array_equal(rows, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(brute, expected, 1), rtol=1e-5)
+
+
+def test_chunk_store_random_access(tmp_path):
+    import json
+
+    paths = []
+    for shard in range(2):
+        p = tmp_path / f"shard-{shard:03d}.jsonl"
+        p.write_text(
+            "".join(json.dumps({"id": f"{shard}-{i}", "title": "é"}) + "\n" for i in range(3)),
+            encoding="utf-8",
+        )
+        np.save(offsets_path(p), line_offsets(p))
+        paths.append(p)
+    cs = ChunkStore(paths)
+    assert len(cs) == 6
+    assert [c["id"] for c in cs.get_many([5, 0, 3])] == ["1-2", "0-0", "1-0"]
+    with pytest.raises(IndexError):
+        cs[6]

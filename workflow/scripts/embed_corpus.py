@@ -1,0 +1,7 @@
+from ragtune.runner import run
+from ragtune.steps.index import embed_shard
+
+run(
+    snakemake,
+    lambda s: embed_shard(s.input.chunks, s.output[0], s.params.embedder, s.params.embedding),
+)
