@@ -1,6 +1,7 @@
 """A bad config fails at parse time, before any job, and says which key and how to fix it."""
 
 import pytest
+
 from helpers import snakemake, tiny_config, write_config
 
 

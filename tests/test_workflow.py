@@ -4,8 +4,8 @@ import json
 
 import pandas as pd
 import pytest
-from helpers import snakemake, tiny_config, write_config
 
+from helpers import snakemake, tiny_config, write_config
 from ragtune.io import read_jsonl
 
 pytestmark = pytest.mark.workflow
