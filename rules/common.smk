@@ -1,5 +1,7 @@
 # Config access, wildcard constraints, target lists and input functions.
 # Every path the rules use is built here, so the layout of results/ is readable in one place.
+import os
+
 from ragtune import config as ragtune_config
 from ragtune import models as ragtune_models
 
@@ -7,6 +9,8 @@ from ragtune import models as ragtune_models
 ragtune_config.check(config)
 
 RESULTS = config["results"]
+# One pinned environment for every rule, for `--sdm conda` users (same pins as pyproject.toml).
+CONDA_ENV = "../envs/ragtune.yaml"
 CORPUS = config["corpus"]["name"]
 SHARDS = [f"{i:03d}" for i in range(config["corpus"]["shards"])]
 DATASETS = list(config["datasets"])
@@ -27,12 +31,12 @@ wildcard_constraints:
 
 
 def log_path(rule, *parts):
-    return f"{RESULTS}/logs/{rule}/" + "/".join(parts) + ".log"
+    return os.path.join(RESULTS, "logs", rule, *parts) + ".log"
 
 
 def bench_path(rule, *parts):
     # Snakemake writes one JSON record per run for a .jsonl benchmark file.
-    return f"{RESULTS}/benchmarks/{rule}/" + "/".join(parts) + ".jsonl"
+    return os.path.join(RESULTS, "benchmarks", rule, *parts) + ".jsonl"
 
 
 def gpus(rule):

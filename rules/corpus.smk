@@ -11,6 +11,8 @@ rule download_corpus:
         log_path("download_corpus", CORPUS),
     benchmark:
         bench_path("download_corpus", CORPUS)
+    conda:
+        CONDA_ENV
     params:
         corpus=config["corpus"],
         seed=config["seed"],
@@ -28,6 +30,8 @@ rule chunk_corpus:
         log_path("chunk_corpus", CORPUS, "{shard}"),
     benchmark:
         bench_path("chunk_corpus", CORPUS, "{shard}")
+    conda:
+        CONDA_ENV
     params:
         chunking=lookup(dpath="corpus/chunking", within=config),
     script:

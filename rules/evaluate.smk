@@ -18,6 +18,8 @@ rule evaluate:
         bench_path(
             "evaluate", "{dataset}", "{pipeline}", "{strategy}", "{lrs}", "{split}"
         )
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=gpus("evaluate"),

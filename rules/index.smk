@@ -10,6 +10,8 @@ rule embed_corpus:
         log_path("embed_corpus", CORPUS, "{embedder}", "{shard}"),
     benchmark:
         bench_path("embed_corpus", CORPUS, "{embedder}", "{shard}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=gpus("embed_corpus"),
@@ -30,6 +32,8 @@ rule build_index:
         log_path("build_index", CORPUS, "{embedder}"),
     benchmark:
         bench_path("build_index", CORPUS, "{embedder}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=gpus("build_index"),

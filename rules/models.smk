@@ -9,6 +9,8 @@ rule convert_generator:
         log_path("convert_generator", "{generator}"),
     benchmark:
         bench_path("convert_generator", "{generator}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=gpus("convert_generator"),

@@ -11,6 +11,8 @@ rule prepare_qa:
         log_path("prepare_qa", "{dataset}"),
     benchmark:
         bench_path("prepare_qa", "{dataset}")
+    conda:
+        CONDA_ENV
     params:
         dataset=lambda wc: config["datasets"][wc.dataset],
         seed=config["seed"],
@@ -30,6 +32,8 @@ rule retrieve:
         log_path("retrieve", "{dataset}", "{embedder}", "base", "{split}"),
     benchmark:
         bench_path("retrieve", "{dataset}", "{embedder}", "base", "{split}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=gpus("retrieve"),

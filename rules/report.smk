@@ -11,6 +11,8 @@ rule tables:
         log_path("tables", "main"),
     benchmark:
         bench_path("tables", "main")
+    conda:
+        CONDA_ENV
     params:
         runs=chosen_runs(),
     script:
