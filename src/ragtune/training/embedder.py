@@ -1,0 +1,102 @@
+"""Ft. Embed: multiple-negatives ranking loss on (question, gold chunk) pairs.
+
+Only the query encoder learns. The positive of each question is its gold chunk's embedding read
+from the frozen store, and the other questions' positives in the batch are its negatives. The
+index therefore stays valid: nothing is re-encoded or re-indexed after training.
+
+Positive rule: a question may have several gold chunks (HotpotQA has two gold articles, and a
+long article has several chunks). Its positive is the gold chunk that the *base* embedder scores
+highest for it: the most relevant passage of the labelled articles, fixed before training so
+every grid point trains on identical pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DEFAULT_SCALE = 20.0  # sentence-transformers' MNRL default: cosine x 20 as logits
+
+
+def mnrl_loss(queries: torch.Tensor, positives: torch.Tensor, scale: float = DEFAULT_SCALE):
+    """Cross-entropy over ``scale * cos(q_i, p_j)``: each query's own positive is its class."""
+    logits = scale * F.normalize(queries, dim=-1) @ F.normalize(positives, dim=-1).T
+    return F.cross_entropy(logits, torch.arange(len(queries), device=queries.device))
+
+
+def encode_with_grad(model, texts: Sequence[str]) -> torch.Tensor:
+    """Sentence embeddings with the autograd graph kept (``encode`` runs without grad)."""
+    features = model.tokenize(list(texts))
+    device = next(model.parameters()).device
+    features = {k: v.to(device) for k, v in features.items()}
+    return model(features)["sentence_embedding"]
+
+
+def cached_mnrl_step(model, texts, positives, scale=DEFAULT_SCALE, mini_batch=8):
+    """GradCache (Gao et al., 2021), as sentence-transformers' CachedMNRL: the loss sees the
+    whole batch, but the encoder's graph is only ever built for ``mini_batch`` questions.
+
+    Pass 1 embeds every mini-batch without grad and takes the loss's gradient w.r.t. those
+    embeddings; pass 2 re-embeds each mini-batch with grad and backpropagates its slice of that
+    cached gradient. Returns the (detached) loss; gradients are already in the encoder.
+    """
+    slices = [slice(i, i + mini_batch) for i in range(0, len(texts), mini_batch)]
+    rng_state = torch.get_rng_state()  # pass 2 must see the same dropout masks as pass 1
+    with torch.no_grad():
+        reps = torch.cat([encode_with_grad(model, texts[s]) for s in slices])
+    reps.requires_grad_(True)
+    loss = mnrl_loss(reps, positives, scale)
+    loss.backward()
+    torch.set_rng_state(rng_state)
+    for s in slices:
+        encode_with_grad(model, texts[s]).backward(reps.grad[s])
+    return loss.detach()
+
+
+def choose_positives(
+    base_query_vecs: np.ndarray, gold_rows: Sequence[Sequence[int]], store
+) -> list[int | None]:
+    """For each question, its gold row with the highest base score (None without gold)."""
+    out: list[int | None] = []
+    for q, rows in zip(base_query_vecs, gold_rows, strict=True):
+        if not rows:
+            out.append(None)
+            continue
+        scores = store.vectors(list(rows)) @ q
+        out.append(int(rows[int(np.argmax(scores))]))
+    return out
+
+
+def batches_without_duplicate_positives(
+    pairs: Sequence[tuple[str, int]], batch_size: int, seed: int
+) -> list[list[tuple[str, int]]]:
+    """Shuffle pairs into batches in which no positive row repeats: a repeated positive would
+    be both the target and a negative of the same question (sentence-transformers'
+    NoDuplicatesBatchSampler does the same)."""
+    order = list(pairs)
+    np.random.default_rng(seed).shuffle(order)
+    batches: list[list[tuple[str, int]]] = []
+    pending = order
+    while pending:
+        batch, seen, rest = [], set(), []
+        for pair in pending:
+            if len(batch) < batch_size and pair[1] not in seen:
+                batch.append(pair)
+                seen.add(pair[1])
+            else:
+                rest.append(pair)
+        batches.append(batch)
+        pending = rest
+    return batches
+
+
+def gold_rows_by_title(chunk_titles: Iterable[tuple[int, str]], wanted: set[str]):
+    """Map each wanted title to the rows of its chunks (titles repeat across chunks)."""
+    out: dict[str, list[int]] = {t: [] for t in wanted}
+    for row, title in chunk_titles:
+        if title in out:
+            out[title].append(row)
+    return out

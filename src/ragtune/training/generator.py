@@ -1,0 +1,134 @@
+"""Ft. Gen: QLoRA on the generator with the NLL of the answer tokens only.
+
+The prompt is the paper's Appendix-A prompt over the top-k chunks that the *base* embedder
+retrieved (the cached retrieval), and the target is the gold answer followed by a newline: the
+newline is where evaluation stops reading, so the model learns to end its answer line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# Attention and MLP projections of Llama / Mistral / SmolLM2-style decoders.
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class Example:
+    input_ids: list[int]
+    answer_mask: list[int]  # 1 on the answer tokens the loss scores
+
+
+def build_example(tokenizer, prompt: str, answer: str) -> Example:
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(answer.strip() + "\n", add_special_tokens=False)["input_ids"]
+    return Example(prompt_ids + answer_ids, [0] * len(prompt_ids) + [1] * len(answer_ids))
+
+
+def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch: input_ids, attention_mask and answer_mask."""
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(examples), width), dtype=torch.long)
+    ans = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        attn[i, :n] = 1
+        ans[i, :n] = torch.tensor(e.answer_mask)
+    return {"input_ids": ids, "attention_mask": attn, "answer_mask": ans}
+
+
+def answer_token_logprobs(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """log p(y_t | x, y_<t) at every answer position, 0 elsewhere: shape [B, T-1].
+
+    Targets are the input ids themselves, read only where ``answer_mask`` is 1, so whatever
+    stands at prompt positions cannot reach the loss. RAG-Sequence / RAG-Token reuse this.
+    """
+    device = next(model.parameters()).device
+    ids = batch["input_ids"].to(device)
+    logits = model(input_ids=ids, attention_mask=batch["attention_mask"].to(device)).logits
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    token_logp = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return token_logp * batch["answer_mask"][:, 1:].to(device)
+
+
+def answer_nll(logits: torch.Tensor, targets: torch.Tensor, answer_mask: torch.Tensor):
+    """Mean NLL over answer tokens; ``targets`` outside the answer are never read."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    mask = answer_mask[:, 1:].bool()
+    picked = logp[mask].gather(-1, targets[:, 1:][mask].unsqueeze(-1)).squeeze(-1)
+    return -picked.mean()
+
+
+def generator_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    device = next(model.parameters()).device
+    logits = model(
+        input_ids=batch["input_ids"].to(device),
+        attention_mask=batch["attention_mask"].to(device),
+    ).logits
+    return answer_nll(logits, batch["input_ids"].to(device), batch["answer_mask"].to(device))
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, mega: int = 50
+) -> list[list[int]]:
+    """Indices in batches of similar length (as transformers' ``group_by_length``): shuffle,
+    cut into mega-batches of ``mega`` batches, sort each by length, then shuffle the batches.
+    Padding stays small while the order stays random."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(lengths)).tolist()
+    size = batch_size * mega
+    batches = []
+    for a in range(0, len(order), size):
+        group = sorted(order[a : a + size], key=lambda i: -lengths[i])
+        batches += [group[b : b + batch_size] for b in range(0, len(group), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def padding_fraction(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> float:
+    real = sum(lengths[i] for b in batches for i in b)
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    return 1 - real / padded if padded else 0.0
+
+
+def load_for_training(path: str, quantize: str = "auto"):
+    """The base generator with fresh LoRA adapters (r=16) on every projection.
+
+    ``quantize``: ``auto`` is 4-bit NF4 with bf16 compute on CUDA (QLoRA, as in the paper) and
+    no quantisation on CPU; ``4bit`` forces 4-bit (on CPU with float32 compute, since bf16
+    compute there is ~20x slower); ``none`` never quantises.
+    """
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    cuda = torch.cuda.is_available()
+    four_bit = quantize == "4bit" or (quantize == "auto" and cuda)
+    kwargs: dict = {}
+    if four_bit:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if cuda else torch.float32,
+        )
+        kwargs["device_map"] = {"": torch.cuda.current_device() if cuda else "cpu"}
+    else:
+        kwargs["dtype"] = torch.bfloat16 if cuda else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if four_bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    elif cuda:
+        model = model.to("cuda")
+    lora = LoraConfig(
+        r=16, lora_alpha=32, lora_dropout=0.05, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"
+    )
+    return get_peft_model(model, lora), tokenizer

@@ -1,0 +1,158 @@
+"""The one training loop every strategy shares.
+
+One epoch over a fixed, seeded batch order, a linear schedule with warm-up, gradient
+accumulation, a checkpoint every N optimizer steps and resume from the newest one, a guard that
+stops on a non-finite loss before anything is saved, a loss CSV and a tqdm bar. What a strategy
+trains and how it computes its loss is a ``loss_fn(batch) -> scalar tensor`` plus the parameter
+groups it passes in; the loop knows nothing else about it.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ragtune.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+@dataclass
+class LoopConfig:
+    epochs: int = 1
+    grad_accum: int = 1
+    warmup_ratio: float = 0.0
+    checkpoint_every: int = 50  # optimizer steps
+    max_grad_norm: float | None = 1.0
+    seed: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def linear_schedule(optimizer, total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train(
+    batches: Sequence[Any],
+    loss_fn: Callable[[Any], torch.Tensor],
+    param_groups: list[dict],
+    work_dir: str | Path,
+    cfg: LoopConfig,
+    *,
+    state: Callable[[], dict] | None = None,
+    load_state: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Run the loop; return the loss log. ``state`` / ``load_state`` save and restore the
+    trainable weights (a strategy knows which ones they are); the loop adds the optimizer,
+    scheduler, RNG states and its position."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    params = [p for g in param_groups for p in g["params"]]
+    optimizer = torch.optim.AdamW(param_groups, weight_decay=0.0)
+    steps_per_epoch = math.ceil(len(batches) / cfg.grad_accum)
+    total = steps_per_epoch * cfg.epochs
+    scheduler = linear_schedule(optimizer, total, int(cfg.warmup_ratio * total))
+    history: list[dict] = []
+    done = 0  # micro-batches processed
+    ckpt = work_dir / CHECKPOINT
+    if ckpt.exists():
+        saved = torch.load(ckpt, weights_only=False)
+        if load_state:
+            load_state(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["torch_rng"])
+        history, done = saved["history"], saved["done"]
+        log.info("resumed from %s at micro-batch %d of %d", ckpt, done, len(batches) * cfg.epochs)
+    else:
+        seed_everything(cfg.seed)
+
+    def save() -> None:
+        with atomic_path(ckpt) as tmp:
+            torch.save(
+                {
+                    "model": state() if state else {},
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                    "done": done,
+                },
+                tmp,
+            )
+
+    n_micro = len(batches) * cfg.epochs
+    bar = tqdm(total=n_micro, initial=done, desc="train", unit="batch")
+    running = 0.0
+    while done < n_micro:
+        batch = batches[done % len(batches)]
+        loss = loss_fn(batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"loss is {loss.item()} at micro-batch {done}; nothing was saved. Lower the "
+                "learning rate or check the inputs of this batch"
+            )
+        # A loss that needs no grad was already backpropagated by its strategy (the cached
+        # MNRL does its own two-pass backward); the loop only steps the optimizer for it.
+        if loss.requires_grad:
+            (loss / cfg.grad_accum).backward()
+        running += loss.item() / cfg.grad_accum
+        done += 1
+        bar.update(1)
+        if done % cfg.grad_accum == 0 or done == n_micro:
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step = len(history) + 1
+            history.append(
+                {"step": step, "loss": running, "lr": [g["lr"] for g in optimizer.param_groups]}
+            )
+            bar.set_postfix(loss=f"{running:.4f}")
+            running = 0.0
+            if step % cfg.checkpoint_every == 0 and done < n_micro:
+                save()
+    bar.close()
+    write_loss_csv(history, work_dir / "loss.csv")
+    return history
+
+
+def write_loss_csv(history: list[dict], path: str | Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        n_groups = len(history[0]["lr"]) if history else 1
+        writer.writerow(["step", "loss", *[f"lr{i}" for i in range(n_groups)]])
+        for row in history:
+            writer.writerow([row["step"], f"{row['loss']:.6f}", *row["lr"]])
+
+
+def finish(work_dir: str | Path) -> None:
+    """Drop the checkpoint once the final model is saved: a re-run then starts afresh."""
+    (Path(work_dir) / CHECKPOINT).unlink(missing_ok=True)

@@ -1,0 +1,174 @@
+"""Training building blocks on small tensors and tiny models (CPU, seconds)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ragtune.training import loop
+from ragtune.training.embedder import (
+    batches_without_duplicate_positives,
+    cached_mnrl_step,
+    choose_positives,
+    encode_with_grad,
+    mnrl_loss,
+)
+from ragtune.training.generator import (
+    answer_nll,
+    build_example,
+    collate,
+    length_grouped_batches,
+    padding_fraction,
+)
+
+
+class TinyEncoder(torch.nn.Module):
+    """The two methods of a SentenceTransformer that training uses, over a bag of chars."""
+
+    def __init__(self, dim=6):
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = torch.nn.Linear(26, dim)
+
+    def tokenize(self, texts):
+        x = torch.zeros(len(texts), 26)
+        for i, t in enumerate(texts):
+            for ch in t.lower():
+                if "a" <= ch <= "z":
+                    x[i, ord(ch) - 97] += 1
+        return {"x": x}
+
+    def forward(self, features):
+        return {"sentence_embedding": self.proj(features["x"])}
+
+
+def test_mnrl_equals_cross_entropy_over_scaled_cosines():
+    torch.manual_seed(1)
+    q, p = torch.randn(4, 8), torch.randn(4, 8)
+    direct = 0.0
+    for i in range(4):
+        cos = torch.stack([F.cosine_similarity(q[i], p[j], dim=0) for j in range(4)])
+        direct += -torch.log_softmax(20 * cos, 0)[i]
+    assert mnrl_loss(q, p) == pytest.approx((direct / 4).item(), rel=1e-5)
+
+
+def test_mnrl_gradient_reaches_only_the_query_encoder():
+    enc = TinyEncoder()
+    stored = torch.randn(3, 6)  # frozen chunk embeddings from the store
+    loss = mnrl_loss(encode_with_grad(enc, ["abc", "xyz", "hello"]), stored)
+    loss.backward()
+    assert enc.proj.weight.grad is not None and enc.proj.weight.grad.abs().sum() > 0
+    assert stored.grad is None and not stored.requires_grad
+
+
+def test_cached_mnrl_gives_the_same_gradient_as_plain_mnrl():
+    texts = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
+    stored = torch.randn(6, 6, generator=torch.Generator().manual_seed(3))
+    plain = TinyEncoder()
+    mnrl_loss(encode_with_grad(plain, texts), stored).backward()
+    cached = TinyEncoder()
+    loss = cached_mnrl_step(cached, texts, stored, mini_batch=2)
+    assert not loss.requires_grad
+    torch.testing.assert_close(cached.proj.weight.grad, plain.proj.weight.grad)
+
+
+def test_positive_is_the_best_scoring_gold_chunk():
+    class Store:
+        vecs = np.eye(4, dtype=np.float32)
+
+        def vectors(self, rows):
+            return self.vecs[rows]
+
+    q = np.array([[0.1, 0.2, 0.9, 0.0], [1.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    assert choose_positives(q, [[0, 2], []], Store()) == [2, None]
+
+
+def test_batches_never_repeat_a_positive():
+    pairs = [(f"q{i}", i % 5) for i in range(20)]
+    batches = batches_without_duplicate_positives(pairs, 4, seed=0)
+    assert sorted(p for b in batches for p in b) == sorted(pairs)
+    assert all(len({row for _, row in b}) == len(b) for b in batches)
+
+
+def test_answer_nll_ignores_everything_but_answer_tokens():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 50, (2, 9))
+    mask = torch.tensor([[0] * 6 + [1] * 3, [0] * 4 + [1] * 3 + [0] * 2])
+    logits = torch.randn(2, 9, 50)
+    base = answer_nll(logits, ids, mask)
+    scrambled = ids.clone()
+    scrambled[mask == 0] = torch.randint(0, 50, (int((mask == 0).sum()),))
+    assert answer_nll(logits, scrambled, mask) == base  # prompt "labels" change nothing
+    # and it is the mean NLL of exactly the answer tokens (predicted one position earlier)
+    logp = torch.log_softmax(logits, -1)
+    picks = [logp[0, t - 1, ids[0, t]] for t in (6, 7, 8)] + [
+        logp[1, t - 1, ids[1, t]] for t in (4, 5, 6)
+    ]
+    assert base.item() == pytest.approx(-torch.stack(picks).mean().item(), rel=1e-5)
+
+
+def test_examples_mask_the_prompt_and_end_the_answer_line():
+    class Tok:
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [ord(c) for c in text]}
+
+    ex = build_example(Tok(), "Q?\n", " Paris ")
+    assert ex.input_ids == [ord(c) for c in "Q?\nParis\n"]
+    assert ex.answer_mask == [0, 0, 0, 1, 1, 1, 1, 1, 1]
+    batch = collate([ex, build_example(Tok(), "Q", "x")], pad_id=0)
+    assert batch["input_ids"].shape == (2, 9)
+    assert batch["attention_mask"][1].tolist() == [1, 1, 1] + [0] * 6
+
+
+def test_length_grouping_cuts_padding():
+    lengths = np.random.default_rng(0).integers(50, 800, 400).tolist()
+    grouped = length_grouped_batches(lengths, 8, seed=0)
+    assert sorted(i for b in grouped for i in b) == list(range(400))
+    naive = [list(range(a, a + 8)) for a in range(0, 400, 8)]
+    assert padding_fraction(grouped, lengths) < 0.15 < padding_fraction(naive, lengths)
+
+
+def _tiny_run(work_dir, stop_at=None, lr=0.05):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
+    gen = torch.Generator().manual_seed(1)
+    batches = [
+        (torch.randn(5, 4, generator=gen), torch.randn(5, 1, generator=gen)) for _ in range(12)
+    ]
+    calls = {"n": 0}
+
+    def loss_fn(batch):
+        calls["n"] += 1
+        if stop_at is not None and calls["n"] > stop_at:
+            raise KeyboardInterrupt("killed")
+        x, y = batch
+        return F.mse_loss(model(x), y)
+
+    cfg = loop.LoopConfig(grad_accum=2, warmup_ratio=0.2, checkpoint_every=2, seed=7)
+    history = loop.train(
+        batches,
+        loss_fn,
+        [{"params": list(model.parameters()), "lr": lr}],
+        work_dir,
+        cfg,
+        state=model.state_dict,
+        load_state=model.load_state_dict,
+    )
+    return model, history
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
+    full, full_hist = _tiny_run(tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_run(tmp_path / "killed", stop_at=9)  # dies between checkpoints
+    assert (tmp_path / "killed" / loop.CHECKPOINT).exists()
+    resumed, hist = _tiny_run(tmp_path / "killed")
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert [h["loss"] for h in hist] == pytest.approx([h["loss"] for h in full_hist])
+    assert (tmp_path / "killed" / "loss.csv").read_text().startswith("step,loss,lr0")
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
+    with pytest.raises(loop.NonFiniteLossError, match="nothing was saved"):
+        _tiny_run(tmp_path, lr=1e30)
