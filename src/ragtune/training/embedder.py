@@ -29,9 +29,10 @@ def mnrl_loss(queries: torch.Tensor, positives: torch.Tensor, scale: float = DEF
 
 def encode_with_grad(model, texts: Sequence[str]) -> torch.Tensor:
     """Sentence embeddings with the autograd graph kept (``encode`` runs without grad)."""
-    features = model.tokenize(list(texts))
+    features = model.preprocess(list(texts))
     device = next(model.parameters()).device
-    features = {k: v.to(device) for k, v in features.items()}
+    # Besides tensors, sentence-transformers 6 passes metadata (e.g. "modality") through.
+    features = {k: v.to(device) if torch.is_tensor(v) else v for k, v in features.items()}
     return model(features)["sentence_embedding"]
 
 

@@ -1,0 +1,183 @@
+"""Steps of rules/train.smk: Ft. Embed and Ft. Gen for one grid point (one learning rate).
+
+Checkpoints live in ``<output>.ckpt/``, beside the output and not inside it: Snakemake clears a
+job's declared outputs before re-running it, and the checkpoint must survive that to resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from ragtune import models, runtime
+from ragtune.evaluation.prompt import fit_prompt
+from ragtune.io import atomic_path, read_jsonl, write_json
+from ragtune.retrieval.embed import encode
+from ragtune.retrieval.store import ChunkStore, EmbeddingStore
+from ragtune.training import loop
+from ragtune.training.embedder import (
+    batches_without_duplicate_positives,
+    cached_mnrl_step,
+    choose_positives,
+    encode_with_grad,
+    gold_rows_by_title,
+    mnrl_loss,
+)
+from ragtune.training.generator import (
+    build_example,
+    collate,
+    generator_loss,
+    length_grouped_batches,
+    load_for_training,
+    padding_fraction,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _work_dir(out_dir: str) -> Path:
+    return Path(str(out_dir).rstrip("/") + ".ckpt")
+
+
+def _loop_config(training: dict, seed: int, grad_accum: int = 1) -> loop.LoopConfig:
+    return loop.LoopConfig(
+        grad_accum=grad_accum,
+        warmup_ratio=training["warmup_ratio"],
+        checkpoint_every=training["checkpoint_every"],
+        seed=seed,
+    )
+
+
+def train_embedder(
+    questions_path: str,
+    embedding_shards: list[str],
+    chunk_shards: list[str],
+    embedder: str,
+    out_dir: str,
+    out_info: str,
+    lr: float,
+    training: dict,
+    seed: int,
+) -> None:
+    start = time.time()
+    questions = list(read_jsonl(questions_path))
+    store, chunks = EmbeddingStore(embedding_shards), ChunkStore(chunk_shards)
+    wanted = {t for q in questions for t in q["gold_titles"]}
+    by_title = gold_rows_by_title(((r, chunks[r]["title"]) for r in range(len(chunks))), wanted)
+    model = models.load_embedder(embedder, device=runtime.device())
+    base_vecs = encode(model, [q["question"] for q in questions], 64)
+    gold = [[r for t in q["gold_titles"] for r in by_title[t]] for q in questions]
+    positives = choose_positives(base_vecs, gold, store)
+    pairs = [(q["question"], p) for q, p in zip(questions, positives, strict=True) if p is not None]
+    if not pairs:
+        raise ValueError(f"{questions_path}: no question has a gold chunk in the corpus")
+    log.info("%d (question, gold chunk) pairs of %d questions", len(pairs), len(questions))
+    cfg = training["embedder"]
+    batches = batches_without_duplicate_positives(pairs, cfg["batch_size"], seed)
+    scale, cached = cfg["scale"], cfg["loss"] == "cached_mnrl"
+    model.train()
+
+    def loss_fn(batch):
+        texts = [t for t, _ in batch]
+        pos = torch.from_numpy(store.vectors([r for _, r in batch])).to(model.device)
+        if cached:
+            return cached_mnrl_step(model, texts, pos, scale, cfg["mini_batch"])
+        return mnrl_loss(encode_with_grad(model, texts), pos, scale)
+
+    work = _work_dir(out_dir)
+    history = loop.train(
+        batches,
+        loss_fn,
+        [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}],
+        work,
+        _loop_config(training, seed),
+        state=model.state_dict,
+        load_state=model.load_state_dict,
+    )
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        model.save(str(tmp))
+        (tmp / "loss.csv").write_bytes((work / "loss.csv").read_bytes())
+    _write_info(out_info, start, lr, len(pairs), history)
+    loop.finish(work)
+
+
+def train_generator(
+    questions_path: str,
+    retrieved_path: str,
+    chunk_shards: list[str],
+    generator: str,
+    out_dir: str,
+    out_info: str,
+    lr: float,
+    training: dict,
+    seed: int,
+) -> None:
+    start = time.time()
+    cfg = training["generator"]
+    questions = list(read_jsonl(questions_path))
+    retrieved = {r["qid"]: r for r in read_jsonl(retrieved_path)}
+    chunks = ChunkStore(chunk_shards)
+    model, tokenizer = load_for_training(generator, cfg["quantize"])
+    examples = [
+        build_example(
+            tokenizer,
+            fit_prompt(
+                q["question"],
+                chunks.get_many(retrieved[q["id"]]["rows"]),
+                tokenizer,
+                cfg["max_prompt_tokens"],
+            ),
+            q["answers"][0],
+        )
+        for q in questions
+    ]
+    lengths = [len(e.input_ids) for e in examples]
+    groups = length_grouped_batches(lengths, cfg["batch_size"], seed)
+    log.info(
+        "%d examples, %d batches, padding %.1f%% of tokens",
+        len(examples),
+        len(groups),
+        100 * padding_fraction(groups, lengths),
+    )
+    batches = [collate([examples[i] for i in g], tokenizer.pad_token_id) for g in groups]
+    grad_accum = max(1, cfg["effective_batch_size"] // cfg["batch_size"])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+
+    def lora_state():
+        return {k: v for k, v in model.state_dict().items() if "lora_" in k}
+
+    work = _work_dir(out_dir)
+    history = loop.train(
+        batches,
+        lambda b: generator_loss(model, b),
+        [{"params": trainable, "lr": lr}],
+        work,
+        _loop_config(training, seed, grad_accum),
+        state=lora_state,
+        load_state=lambda s: model.load_state_dict(s, strict=False),
+    )
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        model.save_pretrained(tmp)  # adapter only; adapter_config.json points at the base
+        tokenizer.save_pretrained(tmp)
+        (tmp / "loss.csv").write_bytes((work / "loss.csv").read_bytes())
+    _write_info(out_info, start, lr, len(examples), history)
+    loop.finish(work)
+
+
+def _write_info(path: str, start: float, lr: float, n: int, history: list[dict]) -> None:
+    write_json(
+        path,
+        {
+            "lr": lr,
+            "examples": n,
+            "steps": len(history),
+            "first_loss": history[0]["loss"] if history else None,
+            "final_loss": history[-1]["loss"] if history else None,
+            "seconds": round(time.time() - start, 3),
+            **runtime.device_record(),
+        },
+    )
