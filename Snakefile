@@ -20,6 +20,7 @@ include: "rules/models.smk"
 include: "rules/corpus.smk"
 include: "rules/index.smk"
 include: "rules/qa.smk"
+include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 

@@ -28,3 +28,21 @@ rule evaluate:
         generation=config["generation"],
     script:
         "../workflow/scripts/evaluate.py"
+
+
+checkpoint select_lr:
+    input:
+        metrics=grid_validation_metrics,
+    output:
+        f"{RESULTS}/{{dataset}}/{{pipeline}}/{{strategy}}/selected.json",
+    log:
+        log_path("select_lr", "{dataset}", "{pipeline}", "{strategy}"),
+    benchmark:
+        bench_path("select_lr", "{dataset}", "{pipeline}", "{strategy}")
+    conda:
+        CONDA_ENV
+    params:
+        grid=lambda wc: grid_lrs(wc.strategy),
+        metric=config["selection"]["metric"],
+    script:
+        "../workflow/scripts/select_lr.py"

@@ -26,19 +26,21 @@ rule retrieve:
         index=lambda wc: index_file(wc.embedder),
         embeddings=lambda wc: embedding_shards(wc.embedder),
         chunks=chunk_shards(),
+        # A tuned query encoder searches the same index: only the query side was trained.
+        query_encoder=query_embedder_input,
     output:
-        f"{RESULTS}/{{dataset}}/retrieval/{{embedder}}/base/{{split}}.jsonl",
+        f"{RESULTS}/{{dataset}}/retrieval/{{embedder}}/{{variant}}/{{split}}.jsonl",
     log:
-        log_path("retrieve", "{dataset}", "{embedder}", "base", "{split}"),
+        log_path("retrieve", "{dataset}", "{embedder}", "{variant}", "{split}"),
     benchmark:
-        bench_path("retrieve", "{dataset}", "{embedder}", "base", "{split}")
+        bench_path("retrieve", "{dataset}", "{embedder}", "{variant}", "{split}")
     conda:
         CONDA_ENV
     threads: config["threads"]
     resources:
         gpu=gpus("retrieve"),
     params:
-        embedder=lambda wc: config["embedders"][wc.embedder],
+        embedder=query_embedder_spec,
         retrieval=config["retrieval"],
     script:
         "../workflow/scripts/retrieve.py"

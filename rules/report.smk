@@ -3,7 +3,14 @@
 
 rule tables:
     input:
-        metrics=[metrics_file(*run) for run in chosen_runs()],
+        selections=all_selections(),
+        baseline=[
+            metrics_file(d, p, "no_ft", "base", sp)
+            for d in DATASETS
+            for p in PIPELINES
+            for sp in EVAL_SPLITS
+        ],
+        runs=table_inputs,
     output:
         csv=f"{RESULTS}/tables/main.csv",
         md=f"{RESULTS}/tables/main.md",
@@ -14,6 +21,6 @@ rule tables:
     conda:
         CONDA_ENV
     params:
-        runs=chosen_runs(),
+        rows=table_rows,
     script:
         "../workflow/scripts/tables.py"

@@ -30,6 +30,7 @@ def tiny_config(mirror: Path, results: Path) -> dict:
         for split, size in (("train", 12), ("validation", 6), ("test", 6)):
             d["splits"][split]["size"] = size
     cfg["generation"]["max_new_tokens"] = 12
+    cfg["training"]["generator"]["max_prompt_tokens"] = 192
     return cfg
 
 

@@ -22,8 +22,14 @@ def test_paper_config_dry_run_plans_full_scale():
     assert counts["chunk_corpus"] == shards
     assert counts["embed_corpus"] == shards * embedders
     assert counts["build_index"] == embedders
-    assert counts["retrieve"] == datasets * embedders * splits
-    assert counts["evaluate"] == datasets * pipelines * splits
+    lrs_embed = len(cfg["strategies"]["ft_embed"]["lrs"])
+    lrs_gen = len(cfg["strategies"]["ft_gen"]["lrs"])
+    assert counts["train_embedder"] == datasets * embedders * lrs_embed
+    assert counts["train_generator"] == datasets * pipelines * lrs_gen
+    assert counts["select_lr"] == datasets * pipelines * 2
+    # Before the grids are selected, the plan holds No Ft. on every split and each grid point
+    # on validation; the winners' test runs and Indp. join once select_lr has run.
+    assert counts["evaluate"] == datasets * pipelines * (splits + lrs_embed + lrs_gen)
     assert "convert_generator" not in counts  # Hub generators load directly
     assert cfg["corpus"]["source"] == {"hub": "MedRAG/wikipedia", "split": "train"}
     assert "MedRAG/wikipedia" in text or counts["download_corpus"] == 1

@@ -20,15 +20,33 @@ STRATEGY_LABELS = {
     "rag_tok": "RAG-Tok.",
 }
 
-COLUMNS = ["pipeline", "strategy", "dataset", "split", "EM", "F1", "Recall@k", "k", "Time (h)", "n"]
+COLUMNS = [
+    "pipeline", "strategy", "dataset", "split", "EM", "F1", "Recall@k", "k", "Time (h)",
+    "Grid cost (device-h)", "Embed LR", "Gen LR", "n",
+]  # fmt: skip
+
+
+def device_hours(info: dict) -> float:
+    """A training job's cost: seconds x GPUs, or x CPU threads on a CPU-only host."""
+    units = info.get("gpu_count") or info.get("cpu_threads") or 1
+    return info["seconds"] * units / 3600
 
 
 def collect(entries: Iterable[dict]) -> pd.DataFrame:
-    """``entries``: dicts with pipeline, strategy, dataset, split, metrics (path) and
-    train_hours. Returns the long table, in the paper's strategy order."""
+    """``entries``: one dict per table row with pipeline, strategy, dataset, split, lrs,
+    metrics (path), train_infos (the chosen run's training records: Indp. has the embedder's
+    and the generator's, so its time is their sum, as in the paper) and grid_infos (every
+    training record of the grid search behind the row)."""
     rows = []
     for e in entries:
         m = read_json(e["metrics"])
+        chosen = [read_json(p) for p in e.get("train_infos", [])]
+        grid = [read_json(p) for p in e.get("grid_infos", [])]
+        lrs = (
+            {}
+            if e.get("lrs", "base") == "base"
+            else dict((part[0], part[1:]) for part in e["lrs"].split("_"))
+        )
         rows.append(
             {
                 "pipeline": e["pipeline"],
@@ -39,14 +57,17 @@ def collect(entries: Iterable[dict]) -> pd.DataFrame:
                 "F1": m["f1"],
                 "Recall@k": m["recall_at_k"],
                 "k": m["k"],
-                "Time (h)": round(float(e.get("train_hours", 0.0)), 4),
+                "Time (h)": round(sum(i["seconds"] for i in chosen) / 3600, 4),
+                "Grid cost (device-h)": round(sum(device_hours(i) for i in grid), 4),
+                "Embed LR": lrs.get("e", "N/A"),
+                "Gen LR": lrs.get("g", "N/A"),
                 "n": m["n"],
             }
         )
     df = pd.DataFrame(rows, columns=COLUMNS)
     order = {label: i for i, label in enumerate(STRATEGY_LABELS.values())}
     df["_o"] = df["strategy"].map(order)
-    return df.sort_values(["split", "pipeline", "_o", "dataset"]).drop(columns="_o")
+    return df.sort_values(["split", "pipeline", "_o", "dataset"], kind="stable").drop(columns="_o")
 
 
 def paper_layout(df: pd.DataFrame, split: str) -> pd.DataFrame:
@@ -55,7 +76,7 @@ def paper_layout(df: pd.DataFrame, split: str) -> pd.DataFrame:
     wide = part.pivot_table(
         index=["pipeline", "strategy"],
         columns="dataset",
-        values=["EM", "F1", "Recall@k", "Time (h)"],
+        values=["EM", "F1", "Recall@k", "Time (h)", "Grid cost (device-h)"],
         sort=False,
     )
     wide = wide.swaplevel(0, 1, axis=1).sort_index(axis=1, level=0, sort_remaining=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from ragtune import runtime
 from ragtune.evaluation.generate import generate_answers
@@ -21,6 +22,8 @@ def load_generator(path: str, dtype: str):
 
     from ragtune.models import resolve
 
+    if (Path(path) / "adapter_config.json").exists():
+        return _load_with_adapter(path, dtype)
     resolved = resolve(path)
     tokenizer = AutoTokenizer.from_pretrained(resolved.location, **resolved.pretrained_kwargs())
     if tokenizer.pad_token is None:
@@ -28,6 +31,18 @@ def load_generator(path: str, dtype: str):
     model = AutoModelForCausalLM.from_pretrained(
         resolved.location, dtype=runtime.resolve_dtype(dtype), **resolved.pretrained_kwargs()
     ).to(runtime.device())
+    model.eval()
+    return model, tokenizer
+
+
+def _load_with_adapter(adapter: str, dtype: str):
+    """The base model its adapter_config.json points at, with the LoRA weights merged in:
+    merged weights generate as fast as the base model."""
+    from peft import PeftConfig, PeftModel
+
+    base = PeftConfig.from_pretrained(adapter).base_model_name_or_path
+    model, tokenizer = load_generator(base, dtype)
+    model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     model.eval()
     return model, tokenizer
 

@@ -1,0 +1,57 @@
+# Ft. Embed and Ft. Gen: one job per (dataset, model, learning rate) of the grid.
+
+
+rule train_embedder:
+    input:
+        questions=f"{RESULTS}/{{dataset}}/qa/train.jsonl",
+        embeddings=lambda wc: embedding_shards(wc.embedder),
+        chunks=chunk_shards(),
+    output:
+        model=directory(
+            f"{RESULTS}/{{dataset}}/models/{{embedder}}/ft_embed/lr{{lr}}/model"
+        ),
+        info=f"{RESULTS}/{{dataset}}/models/{{embedder}}/ft_embed/lr{{lr}}/train.json",
+    log:
+        log_path("train_embedder", "{dataset}", "{embedder}", "lr{lr}"),
+    benchmark:
+        bench_path("train_embedder", "{dataset}", "{embedder}", "lr{lr}")
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=gpus("train_embedder"),
+    params:
+        embedder=lambda wc: config["embedders"][wc.embedder],
+        training=config["training"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/train_embedder.py"
+
+
+rule train_generator:
+    input:
+        questions=f"{RESULTS}/{{dataset}}/qa/train.jsonl",
+        # Ft. Gen trains on what the *base* embedder retrieves, as in the paper.
+        retrieved=lambda wc: base_retrieval(
+            wc.dataset, embedder_of(wc.pipeline), "train"
+        ),
+        chunks=chunk_shards(),
+        generator=lambda wc: base_generator_inputs(wc.pipeline),
+    output:
+        adapter=directory(f"{RESULTS}/{{dataset}}/{{pipeline}}/ft_gen/lr{{lr}}/adapter"),
+        info=f"{RESULTS}/{{dataset}}/{{pipeline}}/ft_gen/lr{{lr}}/train.json",
+    log:
+        log_path("train_generator", "{dataset}", "{pipeline}", "lr{lr}"),
+    benchmark:
+        bench_path("train_generator", "{dataset}", "{pipeline}", "lr{lr}")
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=gpus("train_generator"),
+    params:
+        generator=lambda wc: base_generator_spec(wc.pipeline),
+        training=config["training"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/train_generator.py"

@@ -1,0 +1,17 @@
+from ragtune.runner import run
+from ragtune.steps.train import train_generator
+
+run(
+    snakemake,
+    lambda s: train_generator(
+        s.input.questions,
+        s.input.retrieved,
+        list(s.input.chunks),
+        s.params.generator,
+        s.output.adapter,
+        s.output.info,
+        float(s.wildcards.lr),
+        s.params.training,
+        s.params.seed,
+    ),
+)
