@@ -14,9 +14,10 @@ from ragtune.training.embedder import (
     mnrl_loss,
 )
 from ragtune.training.generator import (
-    answer_nll,
+    Example,
     build_example,
     collate,
+    generator_loss,
     length_grouped_batches,
     padding_fraction,
 )
@@ -90,19 +91,37 @@ def test_batches_never_repeat_a_positive():
     assert all(len({row for _, row in b}) == len(b) for b in batches)
 
 
+class FixedLogits(torch.nn.Module):
+    """A "model" whose logits ignore its input, so only the targets can move the loss."""
+
+    def __init__(self, batch, width, vocab=50):
+        super().__init__()
+        self.logits = torch.nn.Parameter(
+            torch.randn(batch, width, vocab, generator=torch.Generator().manual_seed(0))
+        )
+
+    def forward(self, input_ids, attention_mask, position_ids, logits_to_keep):
+        return type("Out", (), {"logits": self.logits[:, -logits_to_keep:]})
+
+
 def test_answer_nll_ignores_everything_but_answer_tokens():
-    torch.manual_seed(0)
-    ids = torch.randint(0, 50, (2, 9))
-    mask = torch.tensor([[0] * 6 + [1] * 3, [0] * 4 + [1] * 3 + [0] * 2])
-    logits = torch.randn(2, 9, 50)
-    base = answer_nll(logits, ids, mask)
-    scrambled = ids.clone()
-    scrambled[mask == 0] = torch.randint(0, 50, (int((mask == 0).sum()),))
-    assert answer_nll(logits, scrambled, mask) == base  # prompt "labels" change nothing
+    examples = [
+        Example(list(range(10, 19)), [0] * 6 + [1] * 3),
+        Example(list(range(20, 27)), [0] * 5 + [1] * 2),
+    ]
+    batch = collate(examples, pad_id=0)
+    model = FixedLogits(2, 9)
+    base = generator_loss(model, batch)
+    scrambled = dict(batch, input_ids=batch["input_ids"].clone())
+    prompt = torch.zeros_like(scrambled["input_ids"], dtype=torch.bool)
+    prompt[0, :6] = prompt[1, :7] = True  # row 1 is left-padded by 2
+    scrambled["input_ids"][prompt] = torch.randint(0, 50, (int(prompt.sum()),))
+    assert generator_loss(model, scrambled) == base  # prompt "labels" change nothing
     # and it is the mean NLL of exactly the answer tokens (predicted one position earlier)
-    logp = torch.log_softmax(logits, -1)
+    logp = torch.log_softmax(model.logits.detach(), -1)
+    ids = batch["input_ids"]
     picks = [logp[0, t - 1, ids[0, t]] for t in (6, 7, 8)] + [
-        logp[1, t - 1, ids[1, t]] for t in (4, 5, 6)
+        logp[1, t - 1, ids[1, t]] for t in (7, 8)
     ]
     assert base.item() == pytest.approx(-torch.stack(picks).mean().item(), rel=1e-5)
 
@@ -117,7 +136,10 @@ def test_examples_mask_the_prompt_and_end_the_answer_line():
     assert ex.answer_mask == [0, 0, 0, 1, 1, 1, 1, 1, 1]
     batch = collate([ex, build_example(Tok(), "Q", "x")], pad_id=0)
     assert batch["input_ids"].shape == (2, 9)
-    assert batch["attention_mask"][1].tolist() == [1, 1, 1] + [0] * 6
+    # left padding: the answers end at the right edge, positions count from the first token
+    assert batch["attention_mask"][1].tolist() == [0] * 6 + [1, 1, 1]
+    assert batch["position_ids"][1].tolist() == [0] * 7 + [1, 2]
+    assert batch["answer_mask"].tolist() == [[1] * 6, [0] * 4 + [1, 1]]
 
 
 def test_length_grouping_cuts_padding():

@@ -30,48 +30,63 @@ def build_example(tokenizer, prompt: str, answer: str) -> Example:
 
 
 def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded batch: input_ids, attention_mask and answer_mask."""
+    """Left-padded batch, so that every row's answer ends at the right edge.
+
+    Keys: ``input_ids``, ``attention_mask``, ``position_ids`` (counted from each row's first
+    real token, so padding shifts nothing) and ``answer_mask`` [B, L]: 1 on the answer tokens
+    among the last L positions, L being the longest answer. Answers aligned on the right let
+    the LM head run on those L positions only, and let the k prompts of one question (same
+    answer, different chunks) line their answer tokens up for RAG-Sequence / RAG-Token.
+    """
     width = max(len(e.input_ids) for e in examples)
+    answer_width = max(sum(e.answer_mask) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     attn = torch.zeros((len(examples), width), dtype=torch.long)
-    ans = torch.zeros((len(examples), width), dtype=torch.long)
+    ans = torch.zeros((len(examples), answer_width), dtype=torch.long)
     for i, e in enumerate(examples):
-        n = len(e.input_ids)
-        ids[i, :n] = torch.tensor(e.input_ids)
-        attn[i, :n] = 1
-        ans[i, :n] = torch.tensor(e.answer_mask)
-    return {"input_ids": ids, "attention_mask": attn, "answer_mask": ans}
+        n, a = len(e.input_ids), sum(e.answer_mask)
+        if e.answer_mask[n - a :] != [1] * a:
+            raise ValueError("an example's answer must be its last tokens")
+        ids[i, width - n :] = torch.tensor(e.input_ids)
+        attn[i, width - n :] = 1
+        ans[i, answer_width - a :] = 1
+    positions = (attn.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": ids, "attention_mask": attn, "position_ids": positions, "answer_mask": ans}
 
 
-def answer_token_logprobs(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """log p(y_t | x, y_<t) at every answer position, 0 elsewhere: shape [B, T-1].
+def answer_token_logprobs(model, batch: dict[str, torch.Tensor], **model_kwargs) -> torch.Tensor:
+    """log p(y_t | x, y_<t) for the last L tokens of each row (the answer), 0 where
+    ``answer_mask`` is 0: shape [B, L].
 
-    Targets are the input ids themselves, read only where ``answer_mask`` is 1, so whatever
-    stands at prompt positions cannot reach the loss. RAG-Sequence / RAG-Token reuse this.
+    The LM head runs only where an answer token is predicted (``logits_to_keep``): with a
+    49k-token vocabulary, logits over the whole prompt would cost more memory than the rest
+    of the step, and they are never read. Targets are the input ids at answer positions only,
+    so whatever stands at prompt positions cannot reach the loss.
     """
     device = next(model.parameters()).device
     ids = batch["input_ids"].to(device)
-    logits = model(input_ids=ids, attention_mask=batch["attention_mask"].to(device)).logits
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    token_logp = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    return token_logp * batch["answer_mask"][:, 1:].to(device)
+    mask = batch["answer_mask"].to(device)
+    width = mask.shape[1]
+    logits = model(
+        input_ids=ids,
+        attention_mask=batch["attention_mask"].to(device),
+        position_ids=batch["position_ids"].to(device),
+        logits_to_keep=width + 1,
+        **model_kwargs,
+    ).logits[:, :-1]  # position T-L-1 predicts token T-L, ..., T-2 predicts T-1
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    token_logp = logp.gather(-1, ids[:, -width:].unsqueeze(-1)).squeeze(-1)
+    return token_logp * mask
 
 
-def answer_nll(logits: torch.Tensor, targets: torch.Tensor, answer_mask: torch.Tensor):
-    """Mean NLL over answer tokens; ``targets`` outside the answer are never read."""
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    mask = answer_mask[:, 1:].bool()
-    picked = logp[mask].gather(-1, targets[:, 1:][mask].unsqueeze(-1)).squeeze(-1)
-    return -picked.mean()
+def answer_nll(token_logp: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
+    """Mean NLL over the answer tokens of the batch."""
+    return -(token_logp * answer_mask).sum() / answer_mask.sum()
 
 
 def generator_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    device = next(model.parameters()).device
-    logits = model(
-        input_ids=batch["input_ids"].to(device),
-        attention_mask=batch["attention_mask"].to(device),
-    ).logits
-    return answer_nll(logits, batch["input_ids"].to(device), batch["answer_mask"].to(device))
+    token_logp = answer_token_logprobs(model, batch)
+    return answer_nll(token_logp, batch["answer_mask"].to(token_logp.device))
 
 
 def length_grouped_batches(
