@@ -25,15 +25,42 @@ def fmt_lr(lr):
     return f"{float(lr):.0e}"
 
 
+STRATEGY_CONFIG = config["strategies"]
 GRIDS = {
     name: [fmt_lr(lr) for lr in spec["lrs"]]
-    for name, spec in config["strategies"].items()
+    for name, spec in STRATEGY_CONFIG.items()
     if spec.get("lrs")
 }
-# Strategies built so far, in the paper's order; each needs its grid(s) in the config.
+# A joint strategy takes the LRs the 2-Phase grids chose (the paper's way) or searches its own.
+JOINT_OWN_GRID = {
+    st: STRATEGY_CONFIG[st].get("lrs_from", "two_phase") == "own"
+    for st in ("rag_seq", "rag_tok")
+    if st in STRATEGY_CONFIG
+}
+# The rows of the table, in the paper's order; each strategy is there once its grids are.
 STRATEGIES = ["no_ft"] + [s for s in ("ft_embed", "ft_gen") if s in GRIDS]
 if {"ft_embed", "ft_gen"} <= set(GRIDS):
     STRATEGIES.append("indp")
+if "two_phase" in STRATEGY_CONFIG:
+    STRATEGIES.append("two_phase")
+STRATEGIES += [
+    st for st, own in JOINT_OWN_GRID.items() if own or "two_phase" in STRATEGY_CONFIG
+]
+# Phase 1 of 2-Phase is a strategy of its own on disk: its grid is selected on validation
+# before phase 2 starts, but it is not a row of the paper's table.
+PHASE1 = "two_phase_1"
+# Each joint run's marginal likelihood.
+JOINT_LOSS = {
+    PHASE1: "rag_token",
+    "two_phase": "rag_token",
+    "rag_seq": "rag_sequence",
+    "rag_tok": "rag_token",
+}
+# Strategies whose grid select_lr picks a winner from.
+SELECTED = [s for s in ("ft_embed", "ft_gen") if s in GRIDS]
+if "two_phase" in STRATEGY_CONFIG:
+    SELECTED += [PHASE1, "two_phase"]
+SELECTED += [st for st, own in JOINT_OWN_GRID.items() if own]
 # The letter that marks each model's LR in a run's `lrs` path part: e1e-05_g1e-04.
 LR_KEY = {"ft_embed": "e", "ft_gen": "g"}
 
@@ -45,9 +72,10 @@ wildcard_constraints:
     pipeline="|".join(PIPELINES),
     embedder="|".join(config["embedders"]),
     generator="|".join(config["generators"]),
-    strategy="|".join(STRATEGIES),
+    strategy="|".join([*STRATEGIES, PHASE1]),
     lrs=r"base|e[^_/]+|g[^_/]+|e[^_/]+_g[^_/]+",
-    variant=r"base|ft_embed-[^/]+",
+    # base, ft_embed/e<lr>, or <pipeline>/<strategy>/<lrs> for a query encoder trained jointly
+    variant=r"base|ft_embed/e[^_/]+|[^/]+/(two_phase|rag_seq|rag_tok)/e[^/]+",
     lr=r"[0-9.e+-]+",
 
 
@@ -121,6 +149,15 @@ def adapter_dir(dataset, pipeline, lr):
     return f"{RESULTS}/{dataset}/{pipeline}/ft_gen/lr{lr}/adapter"
 
 
+def run_dir(dataset, pipeline, strategy, lrs):
+    return f"{RESULTS}/{dataset}/{pipeline}/{strategy}/{lrs}"
+
+
+def joint_model_dir(dataset, pipeline, strategy, lrs):
+    """A joint run's output: query_encoder/ and/or adapter/, whichever side it trained."""
+    return f"{run_dir(dataset, pipeline, strategy, lrs)}/model"
+
+
 def base_generator_inputs(pipeline):
     generator = generator_of(pipeline)
     return [converted_generator(generator)] if generator_is_gguf(generator) else []
@@ -133,20 +170,34 @@ def base_generator_spec(pipeline):
     return config["generators"][generator]
 
 
+def tuned_generator(dataset, pipeline, strategy, lrs):
+    """(the rule output that holds a run's adapter, the adapter folder), or None for the base
+    generator. 2-Phase runs use their phase 1's adapter, trained at their `g` LR."""
+    g = lr_parts(lrs).get("g")
+    if g is None:
+        return None
+    if strategy in ("ft_gen", "indp"):
+        return adapter_dir(dataset, pipeline, g), adapter_dir(dataset, pipeline, g)
+    if strategy in (PHASE1, "two_phase"):
+        model = joint_model_dir(dataset, pipeline, PHASE1, f"g{g}")
+    else:
+        model = joint_model_dir(dataset, pipeline, strategy, lrs)
+    return model, f"{model}/adapter"
+
+
 def generator_input(wildcards):
     """The base generator's converted folder (GGUF only) and, for a tuned run, its adapter."""
-    inputs = base_generator_inputs(wildcards.pipeline)
-    lrs = lr_parts(wildcards.lrs)
-    if "g" in lrs:
-        inputs.append(adapter_dir(wildcards.dataset, wildcards.pipeline, lrs["g"]))
-    return inputs
+    tuned = tuned_generator(
+        wildcards.dataset, wildcards.pipeline, wildcards.strategy, wildcards.lrs
+    )
+    return base_generator_inputs(wildcards.pipeline) + ([tuned[0]] if tuned else [])
 
 
 def generator_spec(wildcards):
-    lrs = lr_parts(wildcards.lrs)
-    if "g" in lrs:
-        return adapter_dir(wildcards.dataset, wildcards.pipeline, lrs["g"])
-    return base_generator_spec(wildcards.pipeline)
+    tuned = tuned_generator(
+        wildcards.dataset, wildcards.pipeline, wildcards.strategy, wildcards.lrs
+    )
+    return tuned[1] if tuned else base_generator_spec(wildcards.pipeline)
 
 
 # ---- QA and retrieval ----------------------------------------------------------------------
@@ -162,22 +213,46 @@ def base_retrieval(dataset, embedder, split):
     return retrieval_file(dataset, embedder, "base", split)
 
 
+def retrieval_variant(pipeline, strategy, lrs):
+    """Which query encoder a run retrieves with: base, Ft. Embed's (shared by every pipeline
+    of the embedder) or a joint run's own (tied to its pipeline)."""
+    e = lr_parts(lrs).get("e")
+    if e is None:
+        return "base"
+    if strategy in ("ft_embed", "indp"):
+        return f"ft_embed/e{e}"
+    return f"{pipeline}/{strategy}/{lrs}"
+
+
+def tuned_query_encoder(dataset, embedder, variant):
+    """(the rule output that holds a tuned query encoder, the encoder folder), or None."""
+    if variant == "base":
+        return None
+    parts = variant.split("/")
+    if parts[0] == "ft_embed":
+        path = tuned_embedder_dir(dataset, embedder, parts[1][1:])
+        return path, path
+    model = joint_model_dir(dataset, *parts)
+    return model, f"{model}/query_encoder"
+
+
 def query_embedder_input(wildcards):
-    if wildcards.variant == "base":
-        return []
-    lr = wildcards.variant.removeprefix("ft_embed-")
-    return [tuned_embedder_dir(wildcards.dataset, wildcards.embedder, lr)]
+    tuned = tuned_query_encoder(
+        wildcards.dataset, wildcards.embedder, wildcards.variant
+    )
+    return [tuned[0]] if tuned else []
 
 
 def query_embedder_spec(wildcards):
-    tuned = query_embedder_input(wildcards)
-    return tuned[0] if tuned else config["embedders"][wildcards.embedder]
+    tuned = tuned_query_encoder(
+        wildcards.dataset, wildcards.embedder, wildcards.variant
+    )
+    return tuned[1] if tuned else config["embedders"][wildcards.embedder]
 
 
 def retrieval_input(wildcards):
-    """The retrieval a run is evaluated on: the tuned query encoder's, if it has one."""
-    lrs = lr_parts(wildcards.lrs)
-    variant = f"ft_embed-{lrs['e']}" if "e" in lrs else "base"
+    """The retrieval a run is evaluated on: its tuned query encoder's, if it has one."""
+    variant = retrieval_variant(wildcards.pipeline, wildcards.strategy, wildcards.lrs)
     embedder = embedder_of(wildcards.pipeline)
     return retrieval_file(wildcards.dataset, embedder, variant, wildcards.split)
 
@@ -191,29 +266,72 @@ def generator_train_info(dataset, pipeline, lr):
     return f"{RESULTS}/{dataset}/{pipeline}/ft_gen/lr{lr}/train.json"
 
 
-def train_infos(dataset, pipeline, lrs):
-    """The training records behind one run: Indp. has both, No Ft. none."""
+def joint_train_info(dataset, pipeline, strategy, lrs):
+    return f"{run_dir(dataset, pipeline, strategy, lrs)}/train.json"
+
+
+def train_infos(dataset, pipeline, strategy, lrs):
+    """The training records behind one run: Indp. has both halves' and 2-Phase both phases',
+    so their time is the sum, as in the paper; No Ft. has none."""
     parts = lr_parts(lrs)
-    infos = []
-    if "e" in parts:
-        infos.append(embedder_train_info(dataset, embedder_of(pipeline), parts["e"]))
-    if "g" in parts:
-        infos.append(generator_train_info(dataset, pipeline, parts["g"]))
+    if strategy in ("no_ft", "ft_embed", "ft_gen", "indp"):
+        infos = []
+        if "e" in parts:
+            infos.append(
+                embedder_train_info(dataset, embedder_of(pipeline), parts["e"])
+            )
+        if "g" in parts:
+            infos.append(generator_train_info(dataset, pipeline, parts["g"]))
+        return infos
+    infos = [joint_train_info(dataset, pipeline, strategy, lrs)]
+    if strategy == "two_phase":
+        infos.append(joint_train_info(dataset, pipeline, PHASE1, f"g{parts['g']}"))
     return infos
 
 
-def grid_lrs(strategy):
-    """Every `lrs` path part of a strategy's grid."""
-    return [f"{LR_KEY[strategy]}{lr}" for lr in GRIDS[strategy]]
+def joint_lrs(wildcards):
+    """A joint run's learning rates: None for the side that stays frozen."""
+    parts = lr_parts(wildcards.lrs)
+    embed = float(parts["e"]) if "e" in parts else None
+    gen = float(parts["g"]) if "g" in parts else None
+    if wildcards.strategy == "two_phase":
+        gen = None  # phase 2: phase 1's generator, frozen
+    return {"embed": embed, "gen": gen}
 
 
-# ---- evaluation, selection and report ---------------------------------------------------
-def run_dir(dataset, pipeline, strategy, lrs):
-    return f"{RESULTS}/{dataset}/{pipeline}/{strategy}/{lrs}"
+def joint_generator_inputs(wildcards):
+    inputs = base_generator_inputs(wildcards.pipeline)
+    if wildcards.strategy == "two_phase":
+        inputs.append(
+            tuned_generator(
+                wildcards.dataset, wildcards.pipeline, "two_phase", wildcards.lrs
+            )[0]
+        )
+    return inputs
 
 
-def metrics_file(dataset, pipeline, strategy, lrs, split):
-    return f"{run_dir(dataset, pipeline, strategy, lrs)}/{split}/metrics.json"
+def joint_generator_spec(wildcards):
+    if wildcards.strategy == "two_phase":
+        return tuned_generator(
+            wildcards.dataset, wildcards.pipeline, "two_phase", wildcards.lrs
+        )[1]
+    return base_generator_spec(wildcards.pipeline)
+
+
+# ---- LR grids and selection ----------------------------------------------------------------
+def grid_lrs(dataset, pipeline, strategy):
+    """Every `lrs` path part of a strategy's grid. 2-Phase's phase 2 runs at phase 1's
+    winning generator LR, so its grid is only known once phase 1 is selected."""
+    if strategy in LR_KEY:
+        return [f"{LR_KEY[strategy]}{lr}" for lr in GRIDS[strategy]]
+    spec = STRATEGY_CONFIG["two_phase" if strategy == PHASE1 else strategy]
+    gen = [fmt_lr(lr) for lr in spec.get("gen_lrs", [])]
+    embed = [fmt_lr(lr) for lr in spec.get("embed_lrs", [])]
+    if strategy == PHASE1:
+        return [f"g{g}" for g in gen]
+    if strategy == "two_phase":
+        return [f"e{e}_{winner(dataset, pipeline, PHASE1)}" for e in embed]
+    return [f"e{e}_g{g}" for e in embed for g in gen]
 
 
 def grid_validation_metrics(wildcards):
@@ -221,7 +339,7 @@ def grid_validation_metrics(wildcards):
         metrics_file(
             wildcards.dataset, wildcards.pipeline, wildcards.strategy, lrs, "validation"
         )
-        for lrs in grid_lrs(wildcards.strategy)
+        for lrs in grid_lrs(wildcards.dataset, wildcards.pipeline, wildcards.strategy)
     ]
 
 
@@ -242,22 +360,41 @@ def chosen_lrs(dataset, pipeline, strategy):
         embed = winner(dataset, pipeline, "ft_embed")
         gen = winner(dataset, pipeline, "ft_gen")
         return f"{embed}_{gen}"
+    if strategy in JOINT_OWN_GRID and not JOINT_OWN_GRID[strategy]:
+        return winner(dataset, pipeline, "two_phase")  # the paper's way
     return winner(dataset, pipeline, strategy)
 
 
 def grid_train_infos(dataset, pipeline, strategy):
-    """Training records of the whole grid a strategy's row costs (Indp. = both grids)."""
-    parts = {
-        "ft_embed": ["ft_embed"],
-        "ft_gen": ["ft_gen"],
-        "indp": ["ft_embed", "ft_gen"],
-    }
+    """Training records of the whole search behind a row: Indp. = both grids, 2-Phase = both
+    phases' grids, and a joint strategy that borrows 2-Phase's LRs = that search plus its run.
+    """
+    if strategy == "no_ft":
+        return []
+    if strategy == "indp":
+        return grid_train_infos(dataset, pipeline, "ft_embed") + grid_train_infos(
+            dataset, pipeline, "ft_gen"
+        )
+    if strategy == "two_phase":
+        return grid_train_infos(dataset, pipeline, PHASE1) + [
+            joint_train_info(dataset, pipeline, "two_phase", lrs)
+            for lrs in grid_lrs(dataset, pipeline, "two_phase")
+        ]
+    if strategy in JOINT_OWN_GRID and not JOINT_OWN_GRID[strategy]:
+        lrs = chosen_lrs(dataset, pipeline, strategy)
+        return grid_train_infos(dataset, pipeline, "two_phase") + [
+            joint_train_info(dataset, pipeline, strategy, lrs)
+        ]
     return [
         info
-        for grid in parts.get(strategy, [])
-        for lrs in grid_lrs(grid)
-        for info in train_infos(dataset, pipeline, lrs)
+        for lrs in grid_lrs(dataset, pipeline, strategy)
+        for info in train_infos(dataset, pipeline, strategy, lrs)
     ]
+
+
+# ---- evaluation and report ---------------------------------------------------------------
+def metrics_file(dataset, pipeline, strategy, lrs, split):
+    return f"{run_dir(dataset, pipeline, strategy, lrs)}/{split}/metrics.json"
 
 
 def table_rows(wildcards=None):
@@ -276,7 +413,7 @@ def table_rows(wildcards=None):
                             "lrs": lrs,
                             "split": sp,
                             "metrics": metrics_file(d, p, st, lrs, sp),
-                            "train_infos": train_infos(d, p, lrs),
+                            "train_infos": train_infos(d, p, st, lrs),
                             "grid_infos": grid_train_infos(d, p, st),
                         }
                     )
@@ -290,8 +427,7 @@ def all_selections():
         f"{RESULTS}/{d}/{p}/{st}/selected.json"
         for d in DATASETS
         for p in PIPELINES
-        for st in STRATEGIES
-        if st in GRIDS
+        for st in SELECTED
     ]
 
 

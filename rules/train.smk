@@ -55,3 +55,41 @@ rule train_generator:
         seed=config["seed"],
     script:
         "../workflow/scripts/train_generator.py"
+
+
+# RAG-Sequence / RAG-Token: RAG-Seq. and RAG-Tok. train both models; 2-Phase is two such runs,
+# phase 1 (two_phase_1/g<lr>) with the embedder frozen, phase 2 (two_phase/e<lr>_g<phase-1
+# winner>) with phase 1's generator frozen.
+rule train_joint:
+    input:
+        questions=f"{RESULTS}/{{dataset}}/qa/train.jsonl",
+        index=lambda wc: index_file(embedder_of(wc.pipeline)),
+        embeddings=lambda wc: embedding_shards(embedder_of(wc.pipeline)),
+        chunks=chunk_shards(),
+        generator=joint_generator_inputs,
+    output:
+        model=directory(
+            f"{RESULTS}/{{dataset}}/{{pipeline}}/{{strategy}}/{{lrs}}/model"
+        ),
+        info=f"{RESULTS}/{{dataset}}/{{pipeline}}/{{strategy}}/{{lrs}}/train.json",
+    log:
+        log_path("train_joint", "{dataset}", "{pipeline}", "{strategy}", "{lrs}"),
+    benchmark:
+        bench_path("train_joint", "{dataset}", "{pipeline}", "{strategy}", "{lrs}")
+    wildcard_constraints:
+        strategy="two_phase_1|two_phase|rag_seq|rag_tok",
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=gpus("train_joint"),
+    params:
+        embedder=lambda wc: config["embedders"][embedder_of(wc.pipeline)],
+        generator=joint_generator_spec,
+        loss=lambda wc: JOINT_LOSS[wc.strategy],
+        lrs=joint_lrs,
+        retrieval=config["retrieval"],
+        training=config["training"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/train_joint.py"

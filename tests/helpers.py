@@ -13,8 +13,13 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def tiny_config(mirror: Path, results: Path) -> dict:
-    """A few hundred chunks and a dozen questions per dataset."""
+def tiny_config(mirror: Path, results: Path, datasets=("hotpotqa",)) -> dict:
+    """A few hundred chunks and a dozen questions per dataset.
+
+    The workflow test runs HotpotQA only, to stay near 6 minutes on 2 cores: PopQA's own path
+    (splits carved from its test split) is covered by tests/test_data.py. Ft. grids have 2
+    points; 2-Phase has 2 generator LRs (its phase-1 winner feeds phase 2) and 1 embedder LR.
+    """
     base = yaml.safe_load((REPO / "config/config.yaml").read_text())
     cfg = copy.deepcopy(base)
     cfg["results"] = str(results)
@@ -26,11 +31,14 @@ def tiny_config(mirror: Path, results: Path) -> dict:
         "validation": str(mirror / "hotpotqa/validation.jsonl.gz"),
     }
     ds["popqa"]["source"]["files"] = {"test": str(mirror / "popqa/test.jsonl.gz")}
+    cfg["datasets"] = ds = {name: ds[name] for name in datasets}
     for d in ds.values():
         for split, size in (("train", 12), ("validation", 6), ("test", 6)):
             d["splits"][split]["size"] = size
     cfg["generation"]["max_new_tokens"] = 12
     cfg["training"]["generator"]["max_prompt_tokens"] = 192
+    cfg["training"]["joint"]["max_prompt_tokens"] = 160
+    cfg["strategies"]["two_phase"]["embed_lrs"] = cfg["strategies"]["two_phase"]["embed_lrs"][-1:]
     return cfg
 
 

@@ -7,7 +7,7 @@ from helpers import snakemake, tiny_config, write_config
 
 @pytest.fixture
 def cfg(mirror, tmp_path):
-    return tiny_config(mirror, tmp_path / "results")
+    return tiny_config(mirror, tmp_path / "results", datasets=("hotpotqa", "popqa"))
 
 
 def _dry_run(cfg, tmp_path):

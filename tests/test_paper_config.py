@@ -26,10 +26,17 @@ def test_paper_config_dry_run_plans_full_scale():
     lrs_gen = len(cfg["strategies"]["ft_gen"]["lrs"])
     assert counts["train_embedder"] == datasets * embedders * lrs_embed
     assert counts["train_generator"] == datasets * pipelines * lrs_gen
-    assert counts["select_lr"] == datasets * pipelines * 2
+    two_phase = cfg["strategies"]["two_phase"]
+    phase1 = len(two_phase["gen_lrs"])
+    # 2-Phase's phase 1 is planned at once; phase 2 and RAG-Seq./RAG-Tok. (which reuse the
+    # 2-Phase LRs, as in the paper) wait for phase 1's and phase 2's winners.
+    assert cfg["strategies"]["rag_seq"] == cfg["strategies"]["rag_tok"] == {"lrs_from": "two_phase"}
+    assert counts["train_joint"] == datasets * pipelines * phase1
+    # ft_embed, ft_gen, two_phase_1 and two_phase each select a winner
+    assert counts["select_lr"] == datasets * pipelines * 4
     # Before the grids are selected, the plan holds No Ft. on every split and each grid point
     # on validation; the winners' test runs and Indp. join once select_lr has run.
-    assert counts["evaluate"] == datasets * pipelines * (splits + lrs_embed + lrs_gen)
+    assert counts["evaluate"] == datasets * pipelines * (splits + lrs_embed + lrs_gen + phase1)
     assert "convert_generator" not in counts  # Hub generators load directly
     assert cfg["corpus"]["source"] == {"hub": "MedRAG/wikipedia", "split": "train"}
     assert "MedRAG/wikipedia" in text or counts["download_corpus"] == 1

@@ -112,3 +112,198 @@ def test_train_generator_writes_a_lora_adapter(tiny, smollm_dir):
     assert cfg.r == 16 and cfg.base_model_name_or_path == str(smollm_dir)
     assert set(cfg.target_modules) >= {"q_proj", "v_proj", "down_proj"}
     assert (out / "adapter_model.safetensors").exists()
+
+
+def test_padded_batch_scores_answers_like_single_rows(smollm_dir):
+    """Left padding, position ids and logits_to_keep change nothing on the real SmolLM2:
+    each row's answer log-probs equal those of the row alone with full logits."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragtune.training.generator import answer_token_logprobs, build_example, collate
+
+    tok = AutoTokenizer.from_pretrained(smollm_dir)
+    model = AutoModelForCausalLM.from_pretrained(smollm_dir, dtype=torch.float32).eval()
+    examples = [
+        build_example(
+            tok, "### Question:\nWho wrote Hamlet?\n### Answer:\n", "William Shakespeare"
+        ),
+        build_example(tok, "### Question:\nCapital of France?\n### Answer:\n", "Paris"),
+    ]
+    with torch.no_grad():
+        batched = answer_token_logprobs(model, collate(examples, tok.pad_token_id))
+        for row, ex in zip(batched, examples, strict=True):
+            ids = torch.tensor([ex.input_ids])
+            logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1], -1)
+            n = sum(ex.answer_mask)
+            alone = logp[-n:].gather(-1, ids[0, -n:, None])[:, 0]
+            torch.testing.assert_close(row[-n:], alone, atol=2e-4, rtol=1e-4)
+            assert (row[:-n] == 0).all()
+
+
+JOINT = {
+    **TRAINING,
+    "joint": {
+        "batch_size": 2,
+        "effective_batch_size": 2,
+        "scale": 20.0,
+        "max_prompt_tokens": 160,
+        "quantize": "none",
+    },
+}
+RETRIEVAL = {"k": 3, "nprobe": 1, "ef_search": 16, "rescore_factor": 1}
+
+
+@pytest.fixture(scope="module")
+def joint_parts(tiny, minilm_spec, smollm_dir):
+    """A flat index over the tiny corpus, the query encoder, and SmolLM2 with fresh LoRA."""
+    import faiss
+
+    from ragtune.retrieval.store import ChunkStore, EmbeddingStore
+    from ragtune.training.joint import Retriever
+
+    tmp, questions = tiny
+    store = EmbeddingStore([tmp / "emb-000.npy"])
+    index = faiss.IndexFlatIP(store.dim)
+    index.add(store.vectors(np.arange(len(store))))
+    faiss.write_index(index, str(tmp / "index.faiss"))
+    retriever = Retriever(index, store, ChunkStore([tmp / "shard-000.jsonl"]), k=3)
+    return tmp, questions, retriever
+
+
+def _grads(params):
+    return sum(float(p.grad.abs().sum()) for p in params if p.grad is not None)
+
+
+@pytest.mark.parametrize(("train_embedder", "train_generator"), [(1, 1), (0, 1), (1, 0)])
+def test_joint_gradients_reach_exactly_the_trained_sides(
+    joint_parts, minilm_spec, smollm_dir, train_embedder, train_generator
+):
+    from ragtune.training.generator import load_for_training
+    from ragtune.training.joint import joint_loss
+
+    _, questions, retriever = joint_parts
+    embedder = models.load_embedder(minilm_spec, device="cpu")
+    embedder.requires_grad_(bool(train_embedder))
+    generator, tok = load_for_training(str(smollm_dir), "none")
+    if not train_generator:
+        generator.requires_grad_(False)
+    for loss in ("rag_sequence", "rag_token"):
+        embedder.zero_grad(set_to_none=True)
+        generator.zero_grad(set_to_none=True)
+        value = joint_loss(
+            questions[:2],
+            embedder=embedder,
+            generator=generator,
+            tokenizer=tok,
+            retriever=retriever,
+            loss=loss,
+            scale=20.0,
+            max_prompt_tokens=160,
+            train_embedder=bool(train_embedder),
+            train_generator=bool(train_generator),
+        )
+        value.backward()
+        lora = [p for n, p in generator.named_parameters() if "lora_" in n]
+        assert (_grads(embedder.parameters()) > 0) == bool(train_embedder), loss
+        assert (_grads(lora) > 0) == bool(train_generator), loss
+
+
+def test_joint_training_lowers_its_loss(joint_parts, minilm_spec, smollm_dir, tmp_path):
+    """Two dozen RAG-Token steps on two questions, both models learning: the loss falls."""
+    from ragtune.training import loop
+    from ragtune.training.generator import load_for_training
+    from ragtune.training.joint import joint_loss
+
+    _, questions, retriever = joint_parts
+    embedder = models.load_embedder(minilm_spec, device="cpu")
+    generator, tok = load_for_training(str(smollm_dir), "none")
+    lora = [p for p in generator.parameters() if p.requires_grad]
+    history = loop.train(
+        [questions[:2]] * 24,
+        lambda batch: joint_loss(
+            batch,
+            embedder=embedder,
+            generator=generator,
+            tokenizer=tok,
+            retriever=retriever,
+            loss="rag_token",
+            scale=20.0,
+            max_prompt_tokens=160,
+            train_embedder=True,
+            train_generator=True,
+        ),
+        [{"params": lora, "lr": 1e-3}, {"params": list(embedder.parameters()), "lr": 1e-5}],
+        tmp_path,
+        loop.LoopConfig(checkpoint_every=10**6, seed=0),
+    )
+    first, last = history[0]["loss"], np.mean([h["loss"] for h in history[-3:]])
+    assert last < 0.5 * first, (first, last)
+
+
+def test_train_joint_writes_what_it_trained(joint_parts, minilm_spec, smollm_dir):
+    from peft import PeftConfig
+
+    from ragtune.steps.train import train_joint
+
+    tmp, _, _ = joint_parts
+    common = dict(retrieval=RETRIEVAL, training=JOINT, seed=0, loss="rag_sequence")
+    args = (
+        str(tmp / "train.jsonl"),
+        str(tmp / "index.faiss"),
+        [str(tmp / "emb-000.npy")],
+        [str(tmp / "shard-000.jsonl")],
+        minilm_spec,
+    )
+    both = tmp / "joint"
+    train_joint(
+        *args, str(smollm_dir), str(both), str(tmp / "j.json"), embed_lr=1e-5, gen_lr=1e-4, **common
+    )
+    assert {p.name for p in both.iterdir()} == {"query_encoder", "adapter", "loss.csv"}
+    assert PeftConfig.from_pretrained(str(both / "adapter")).r == 16
+    info = read_json(tmp / "j.json")
+    assert info["steps"] == 4 and np.isfinite(info["final_loss"])
+    assert info["lr"] == {"embedder": 1e-5, "generator": 1e-4}
+    # 2-Phase's second phase: the generator above stays frozen, only the query encoder learns
+    phase2 = tmp / "phase2"
+    train_joint(
+        *args,
+        str(both / "adapter"),
+        str(phase2),
+        str(tmp / "p2.json"),
+        embed_lr=1e-5,
+        gen_lr=None,
+        **common,
+    )
+    assert {p.name for p in phase2.iterdir()} == {"query_encoder", "loss.csv"}
+    SentenceTransformer(str(phase2 / "query_encoder"), device="cpu")
+
+
+def test_rows_in_pieces_score_like_one_batch(joint_parts, smollm_dir):
+    """Running the shared prefix once, and the B*k prompts in length-sorted pieces, changes
+    no log-prob: each equals the plain full-prompt computation."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragtune.training.generator import answer_token_logprobs, collate
+    from ragtune.training.joint import (
+        answer_logprobs_by_row,
+        shared_prefix_length,
+        single_chunk_examples,
+    )
+
+    _, questions, retriever = joint_parts
+    tok = AutoTokenizer.from_pretrained(smollm_dir)
+    model = AutoModelForCausalLM.from_pretrained(smollm_dir, dtype=torch.float32).eval()
+    rows = [[0, 5, 9], [3, 1, 7]]
+    examples = single_chunk_examples(tok, questions[:2], rows, retriever.chunks, 160)
+    assert len({len(e.input_ids) for e in examples}) > 1  # the pieces really differ in length
+    assert shared_prefix_length(examples) > 20  # the instruction is shared
+    with torch.no_grad():
+        plain = answer_token_logprobs(model, collate(examples, tok.pad_token_id))
+        together = answer_logprobs_by_row(model, examples, tok.pad_token_id, 0)
+        one_by_one = answer_logprobs_by_row(model, examples, tok.pad_token_id, 1)
+        pairs = answer_logprobs_by_row(model, examples, tok.pad_token_id, 2)
+    torch.testing.assert_close(together, plain, atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(one_by_one, together, atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(pairs, together, atol=2e-4, rtol=1e-4)

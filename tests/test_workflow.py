@@ -35,6 +35,7 @@ def test_every_rule_ran_and_logged(tiny_run):
         "convert_generator",
         "train_embedder",
         "train_generator",
+        "train_joint",
         "select_lr",
         "tables",
     }
@@ -55,7 +56,7 @@ def test_corpus_is_small_sharded_and_consistent(tiny_run):
 
 def test_splits_are_disjoint_with_gold_titles(tiny_run):
     _, results, _ = tiny_run
-    for dataset in ("hotpotqa", "popqa"):
+    for dataset in ("hotpotqa",):
         ids = {}
         for split in ("train", "validation", "test"):
             recs = list(read_jsonl(results / dataset / "qa" / f"{split}.jsonl"))
@@ -72,77 +73,120 @@ def _table(results):
     )
 
 
+LABELS = {
+    "No Ft.": "no_ft",
+    "Ft. Embed.": "ft_embed",
+    "Ft. Gen.": "ft_gen",
+    "Indp.": "indp",
+    "2-Phase": "two_phase",
+    "RAG-Seq.": "rag_seq",
+    "RAG-Tok.": "rag_tok",
+}
+RUNS = "minilm-smollm2"
+
+
+def _lrs(row):
+    parts = [f"{k}{v}" for k, v in (("e", row["Embed LR"]), ("g", row["Gen LR"])) if v != "N/A"]
+    return "_".join(parts) or "base"
+
+
+def _selected(results, strategy, dataset="hotpotqa"):
+    return json.loads((results / dataset / RUNS / strategy / "selected.json").read_text())
+
+
+def _train_info(path):
+    return json.loads(path.read_text())
+
+
 def test_table_matches_the_metrics_files(tiny_run):
     _, results, _ = tiny_run
     table = _table(results)
-    # 4 strategies x 2 datasets x 2 splits, one pipeline
-    assert len(table) == 16
-    assert list(dict.fromkeys(table["strategy"])) == ["No Ft.", "Ft. Embed.", "Ft. Gen.", "Indp."]
-    for row in table.itertuples():
-        lrs = {
-            "No Ft.": "base",
-            "Ft. Embed.": f"e{row._11}",
-            "Ft. Gen.": f"g{row._12}",
-            "Indp.": f"e{row._11}_g{row._12}",
-        }[row.strategy]
-        strategy = {
-            "No Ft.": "no_ft",
-            "Ft. Embed.": "ft_embed",
-            "Ft. Gen.": "ft_gen",
-            "Indp.": "indp",
-        }[row.strategy]
-        run = results / row.dataset / "minilm-smollm2" / strategy / lrs / row.split
+    # the seven strategies of the paper's Figure 3 x 2 splits, one pipeline, one dataset
+    assert len(table) == 14
+    assert list(dict.fromkeys(table["strategy"])) == list(LABELS)
+    for _, row in table.iterrows():
+        run = results / row["dataset"] / RUNS / LABELS[row["strategy"]] / _lrs(row) / row["split"]
         metrics = json.loads((run / "metrics.json").read_text())
         preds = list(read_jsonl(run / "predictions.jsonl"))
-        assert row.n == metrics["n"] == len(preds) == 6
-        assert row.EM == metrics["em"]
-        assert row.F1 == pytest.approx(round(100 * sum(p["f1"] for p in preds) / 6, 2))
-        assert row._7 == pytest.approx(round(100 * sum(p["recall"] for p in preds) / 6, 2))
-        assert row.k == 5 and all(len(p["retrieved_titles"]) == 5 for p in preds)
+        assert row["n"] == metrics["n"] == len(preds) == 6
+        assert row["EM"] == metrics["em"]
+        assert row["F1"] == pytest.approx(round(100 * sum(p["f1"] for p in preds) / 6, 2))
+        assert row["Recall@k"] == pytest.approx(round(100 * sum(p["recall"] for p in preds) / 6, 2))
+        assert row["k"] == 5 and all(len(p["retrieved_titles"]) == 5 for p in preds)
     md = (results / "tables/main.md").read_text()
-    assert "No Ft." in md and "hotpotqa EM" in md
+    assert "2-Phase" in md and "RAG-Tok." in md and "hotpotqa EM" in md
 
 
 def test_winner_is_the_argmax_of_recorded_scores(tiny_run):
-    cfg, results, _ = tiny_run
+    _, results, _ = tiny_run
     table = _table(results)
-    for dataset in ("hotpotqa", "popqa"):
-        for strategy, key, column in (("ft_embed", "e", "Embed LR"), ("ft_gen", "g", "Gen LR")):
-            sel = json.loads(
-                (results / dataset / "minilm-smollm2" / strategy / "selected.json").read_text()
-            )
-            assert len(sel["scores"]) == 2 and sel["metric"] == "f1"
-            assert sel["winner"].startswith(key)
-            best = max(sel["scores"].values())
-            assert sel["scores"][sel["winner"]] == best
-            assert sel["winner"] == next(k for k, v in sel["scores"].items() if v == best)
-            # each score is the grid point's recorded validation metric
-            for lrs, score in sel["scores"].items():
-                m = results / dataset / "minilm-smollm2" / strategy / lrs / "validation"
-                assert json.loads((m / "metrics.json").read_text())["f1"] == score
-            rows = table[(table.dataset == dataset) & (table.strategy != "No Ft.")]
-            chosen = sel["winner"][1:]
-            label = {"ft_embed": "Ft. Embed.", "ft_gen": "Ft. Gen."}[strategy]
-            assert (rows[rows.strategy == label][column] == chosen).all()
-            assert (rows[rows.strategy == "Indp."][column] == chosen).all()
+    for strategy in ("ft_embed", "ft_gen", "two_phase_1", "two_phase"):
+        sel = _selected(results, strategy)
+        assert sel["metric"] == "f1" and sel["scores"]
+        best = max(sel["scores"].values())
+        assert sel["winner"] == next(k for k, v in sel["scores"].items() if v == best)
+        # each score is the grid point's recorded validation metric
+        for lrs, score in sel["scores"].items():
+            m = results / "hotpotqa" / RUNS / strategy / lrs / "validation" / "metrics.json"
+            assert json.loads(m.read_text())["f1"] == score
+    assert len(_selected(results, "ft_embed")["scores"]) == 2
+    assert len(_selected(results, "two_phase_1")["scores"]) == 2
+    # phase 2 ran at phase 1's winning generator LR, with phase 1's generator frozen
+    phase1 = _selected(results, "two_phase_1")["winner"]
+    assert all(lrs.endswith(f"_{phase1}") for lrs in _selected(results, "two_phase")["scores"])
+    val = table[table.split == "validation"].set_index("strategy")
+    for label, strategy in (("Ft. Embed.", "ft_embed"), ("Ft. Gen.", "ft_gen")):
+        assert _lrs(val.loc[label]) == _selected(results, strategy)["winner"]
+    assert _lrs(val.loc["Indp."]) == f"{_lrs(val.loc['Ft. Embed.'])}_{_lrs(val.loc['Ft. Gen.'])}"
+    # RAG-Seq. and RAG-Tok. train at the LRs 2-Phase chose, as in the paper
+    for label in ("2-Phase", "RAG-Seq.", "RAG-Tok."):
+        assert _lrs(val.loc[label]) == _selected(results, "two_phase")["winner"]
+
+
+def test_joint_runs_trained_the_right_sides(tiny_run):
+    _, results, _ = tiny_run
+    lrs = _selected(results, "two_phase")["winner"]
+    phase1 = _selected(results, "two_phase_1")["winner"]
+    runs = results / "hotpotqa" / RUNS
+
+    def trained(strategy, point):
+        return {p.name for p in (runs / strategy / point / "model").iterdir()} - {"loss.csv"}
+
+    assert trained("two_phase_1", phase1) == {"adapter"}
+    assert trained("two_phase", lrs) == {"query_encoder"}
+    assert trained("rag_seq", lrs) == trained("rag_tok", lrs) == {"adapter", "query_encoder"}
+    assert _train_info(runs / "rag_seq" / lrs / "train.json")["loss"] == "rag_sequence"
+    assert _train_info(runs / "rag_tok" / lrs / "train.json")["loss"] == "rag_token"
+    # a jointly trained query encoder retrieves for its own runs
+    retrieved = results / "hotpotqa/retrieval/minilm" / RUNS / "rag_seq" / lrs / "validation.jsonl"
+    assert len(list(read_jsonl(retrieved))) == 6
 
 
 def test_costs_add_up(tiny_run):
     _, results, _ = tiny_run
     table = _table(results)
-    for dataset in ("hotpotqa", "popqa"):
-        val = table[(table.dataset == dataset) & (table.split == "validation")].set_index(
-            "strategy"
-        )
-        assert val.loc["No Ft.", "Time (h)"] == 0
-        indp = val.loc["Ft. Embed.", "Time (h)"] + val.loc["Ft. Gen.", "Time (h)"]
-        assert val.loc["Indp.", "Time (h)"] == pytest.approx(indp, abs=2e-4)
-        grid = (
-            val.loc["Ft. Embed.", "Grid cost (device-h)"]
-            + val.loc["Ft. Gen.", "Grid cost (device-h)"]
-        )
-        assert val.loc["Indp.", "Grid cost (device-h)"] == pytest.approx(grid, abs=2e-4)
-        assert val.loc["Ft. Gen.", "Grid cost (device-h)"] >= val.loc["Ft. Gen.", "Time (h)"]
+    runs = results / "hotpotqa" / RUNS
+    val = table[table.split == "validation"].set_index("strategy")
+    time, grid = val["Time (h)"], val["Grid cost (device-h)"]
+    assert time["No Ft."] == 0 and grid["No Ft."] == 0
+    assert time["Indp."] == pytest.approx(time["Ft. Embed."] + time["Ft. Gen."], abs=2e-4)
+    assert grid["Indp."] == pytest.approx(grid["Ft. Embed."] + grid["Ft. Gen."], abs=2e-4)
+    assert grid["Ft. Gen."] >= time["Ft. Gen."] > 0
+    # 2-Phase = phase 1 + phase 2, as in the paper
+    phase1 = _selected(results, "two_phase_1")["winner"]
+    lrs = _selected(results, "two_phase")["winner"]
+    seconds = [
+        _train_info(runs / "two_phase_1" / phase1 / "train.json")["seconds"],
+        _train_info(runs / "two_phase" / lrs / "train.json")["seconds"],
+    ]
+    assert time["2-Phase"] == pytest.approx(sum(seconds) / 3600, abs=2e-4)
+    # the whole 2-Phase search: both phase-1 runs and the phase-2 run
+    infos = [_train_info(p) for p in (runs / "two_phase_1").glob("*/train.json")]
+    infos += [_train_info(p) for p in (runs / "two_phase").glob("*/train.json")]
+    cost = sum(i["seconds"] * (i.get("gpu_count") or i["cpu_threads"]) for i in infos) / 3600
+    assert len(infos) == 3 and grid["2-Phase"] == pytest.approx(cost, abs=2e-4)
+    # RAG-Seq. borrows 2-Phase's search, so that search is part of its cost
+    assert grid["RAG-Seq."] > grid["2-Phase"] and time["RAG-Seq."] > 0
 
 
 def test_rerun_has_nothing_to_do(tiny_run, tmp_path):

@@ -168,10 +168,145 @@ def train_generator(
     loop.finish(work)
 
 
-def _write_info(path: str, start: float, lr: float, n: int, history: list[dict]) -> None:
+def train_joint(
+    questions_path: str,
+    index_path: str,
+    embedding_shards: list[str],
+    chunk_shards: list[str],
+    embedder: str,
+    generator: str,
+    out_dir: str,
+    out_info: str,
+    *,
+    loss: str,
+    embed_lr: float | None,
+    gen_lr: float | None,
+    retrieval: dict,
+    training: dict,
+    seed: int,
+) -> None:
+    """RAG-Sequence / RAG-Token training of both models, or of one with the other frozen
+    (``embed_lr`` or ``gen_lr`` None). ``generator`` is the base model when it trains (fresh
+    LoRA), or a model or adapter folder that stays frozen (2-Phase's second phase).
+
+    Output folder: ``query_encoder/`` (a sentence-transformers folder) if the embedder
+    trained, ``adapter/`` (a peft folder) if the generator did, and ``loss.csv``.
+    """
+    import faiss
+
+    from ragtune.retrieval import index as faiss_index
+    from ragtune.steps.evaluate import load_generator
+    from ragtune.training.joint import Retriever, joint_loss
+
+    if embed_lr is None and gen_lr is None:
+        raise ValueError(f"{out_dir}: a joint run must train the embedder, the generator or both")
+    start = time.time()
+    cfg = training["joint"]
+    questions = list(read_jsonl(questions_path))
+    index = faiss.read_index(index_path)
+    faiss_index.set_search_params(
+        index, nprobe=retrieval["nprobe"], ef_search=retrieval["ef_search"]
+    )
+    retriever = Retriever(
+        index,
+        EmbeddingStore(embedding_shards),
+        ChunkStore(chunk_shards),
+        retrieval["k"],
+        retrieval["rescore_factor"],
+    )
+    query_encoder = models.load_embedder(embedder, device=runtime.device())
+    query_encoder.train(embed_lr is not None)
+    if gen_lr is not None:
+        gen, tokenizer = load_for_training(generator, cfg.get("quantize", "auto"))
+        gen.train()
+    else:
+        gen, tokenizer = load_generator(generator, "auto")
+        gen.requires_grad_(False)
+    groups = []
+    if embed_lr is not None:
+        groups.append(
+            {"params": [p for p in query_encoder.parameters() if p.requires_grad], "lr": embed_lr}
+        )
+    else:
+        query_encoder.requires_grad_(False)
+    if gen_lr is not None:
+        groups.append({"params": [p for p in gen.parameters() if p.requires_grad], "lr": gen_lr})
+
+    order = torch.randperm(len(questions), generator=torch.Generator().manual_seed(seed))
+    size = cfg["batch_size"]
+    batches = [[questions[i] for i in order[a : a + size]] for a in range(0, len(order), size)]
+    log.info(
+        "%s on %d questions, %d x %d prompts per batch; training the %s",
+        loss,
+        len(questions),
+        size,
+        retrieval["k"],
+        " and the ".join(n for n, lr in (("embedder", embed_lr), ("generator", gen_lr)) if lr),
+    )
+
+    def loss_fn(batch):
+        return joint_loss(
+            batch,
+            embedder=query_encoder,
+            generator=gen,
+            tokenizer=tokenizer,
+            retriever=retriever,
+            loss=loss,
+            scale=cfg["scale"],
+            max_prompt_tokens=cfg["max_prompt_tokens"],
+            train_embedder=embed_lr is not None,
+            train_generator=gen_lr is not None,
+            rows_per_forward=cfg.get("rows_per_forward", 0),
+        )
+
+    def state():
+        out = {}
+        if embed_lr is not None:
+            out["embedder"] = query_encoder.state_dict()
+        if gen_lr is not None:
+            out["generator"] = {k: v for k, v in gen.state_dict().items() if "lora_" in k}
+        return out
+
+    def load_state(saved):
+        if "embedder" in saved:
+            query_encoder.load_state_dict(saved["embedder"])
+        if "generator" in saved:
+            gen.load_state_dict(saved["generator"], strict=False)
+
+    work = _work_dir(out_dir)
+    accum = max(1, cfg["effective_batch_size"] // cfg["batch_size"])
+    history = loop.train(
+        batches,
+        loss_fn,
+        groups,
+        work,
+        _loop_config(training, seed, accum),
+        state=state,
+        load_state=load_state,
+    )
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        if embed_lr is not None:
+            query_encoder.save(str(tmp / "query_encoder"))
+        if gen_lr is not None:
+            gen.save_pretrained(tmp / "adapter")
+            tokenizer.save_pretrained(tmp / "adapter")
+        (tmp / "loss.csv").write_bytes((work / "loss.csv").read_bytes())
+    _write_info(
+        out_info,
+        start,
+        {"embedder": embed_lr, "generator": gen_lr},
+        len(questions),
+        history,
+        loss=loss,
+    )
+    loop.finish(work)
+
+
+def _write_info(path, start, lr, n, history, **extra) -> None:
     write_json(
         path,
         {
+            **extra,
             "lr": lr,
             "examples": n,
             "steps": len(history),

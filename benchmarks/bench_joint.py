@@ -1,0 +1,167 @@
+"""A joint (RAG-Token / RAG-Sequence) training step against a Ft. Gen step.
+
+Same questions (HotpotQA train), same k, same generator with the same LoRA adapters, same
+micro-batch of questions. The corpus is the questions' own context paragraphs, embedded with
+MiniLM into a flat index. Ft. Gen's step: one prompt per question holding its top-k chunks
+(base retrieval), answer-only NLL. The joint step: encode the questions with gradient, search,
+rescore, k single-chunk prompts per question as one batch, marginal NLL, backward into both
+models. Each side runs in its own fresh process, so that each one's peak RSS is its own.
+
+Targets: step time <= 1.3x Ft. Gen's, peak memory <= 1.3x Ft. Gen's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from benchmarks.bench_training import _in_child, _peak_rss_gb
+from benchmarks.common import MINILM, MIRROR, SMOLLM, report
+from ragtune import models
+from ragtune.io import read_jsonl
+
+
+def corpus_and_questions(n: int):
+    questions, chunks = [], {}
+    for rec in read_jsonl(MIRROR / "hotpotqa/train.jsonl.gz"):
+        questions.append({"question": rec["question"], "answers": [rec["answer"]]})
+        for title, sents in zip(rec["context"]["title"], rec["context"]["sentences"], strict=True):
+            chunks.setdefault(title, {"title": title, "text": "".join(sents)})
+        if len(questions) == n:
+            return questions, list(chunks.values())
+    raise ValueError(f"{MIRROR}/hotpotqa/train.jsonl.gz has fewer than {n} questions")
+
+
+class ListChunks(list):
+    def get_many(self, rows):
+        return [self[int(r)] for r in rows]
+
+
+def _setup(path, n, k, threads):
+    import faiss
+
+    from ragtune.retrieval.embed import encode, passage_text
+    from ragtune.training.generator import load_for_training
+    from ragtune.training.joint import Retriever
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    questions, chunks = corpus_and_questions(n)
+    embedder = models.load_embedder(MINILM, device="cpu")
+    vecs = encode(embedder, [passage_text(c) for c in chunks], 64)
+
+    class Store:
+        dim = vecs.shape[1]
+
+        def vectors(self, rows):
+            return vecs[np.asarray(rows)]
+
+    index = faiss.IndexFlatIP(vecs.shape[1])
+    index.add(vecs)
+    retriever = Retriever(index, Store(), ListChunks(chunks), k)
+    generator, tok = load_for_training(path, "none")
+    return questions, embedder, generator, tok, retriever
+
+
+def run_step(kind, path, n, k, batch, max_prompt_tokens, rows_per_forward, threads, queue):
+    from ragtune.evaluation.prompt import fit_prompt
+    from ragtune.training.generator import build_example, collate, generator_loss
+    from ragtune.training.joint import joint_loss, query_scores
+
+    questions, embedder, generator, tok, retriever = _setup(path, n, k, threads)
+    generator.train()
+    embedder.train()
+    batches = [questions[a : a + batch] for a in range(0, n, batch)]
+
+    if kind == "ft_gen":
+        # The prompt Ft. Gen trains on: the question's top-k chunks from the base embedder.
+        def step(qs):
+            with torch.no_grad():
+                rows, _ = query_scores(embedder, [q["question"] for q in qs], retriever, 20, False)
+            examples = [
+                build_example(
+                    tok,
+                    fit_prompt(q["question"], retriever.chunks.get_many(r), tok, 10**6),
+                    q["answers"][0],
+                )
+                for q, r in zip(qs, rows, strict=True)
+            ]
+            return generator_loss(generator, collate(examples, tok.pad_token_id))
+    else:
+
+        def step(qs):
+            return joint_loss(
+                qs,
+                embedder=embedder,
+                generator=generator,
+                tokenizer=tok,
+                retriever=retriever,
+                loss=kind,
+                scale=20.0,
+                max_prompt_tokens=max_prompt_tokens,
+                train_embedder=True,
+                train_generator=True,
+                rows_per_forward=rows_per_forward,
+            )
+
+    step(batches[0]).backward()  # warm-up
+    times = []
+    for qs in batches[1:]:
+        start = time.perf_counter()
+        step(qs).backward()
+        times.append(time.perf_counter() - start)
+        generator.zero_grad(set_to_none=True)
+        embedder.zero_grad(set_to_none=True)
+    queue.put({"step_seconds": float(np.median(times)), "peak_rss_gb": _peak_rss_gb()})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--questions", type=int, default=18)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=2, help="questions per step")
+    parser.add_argument("--max-prompt-tokens", type=int, default=512)
+    parser.add_argument("--rows-per-forward", type=int, default=1, help="0: one batch")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/smollm2"
+        models.convert_gguf(SMOLLM, path)
+        common = (
+            path,
+            args.questions,
+            args.k,
+            args.batch,
+            args.max_prompt_tokens,
+            args.rows_per_forward,
+            args.threads,
+        )
+        results = {kind: _in_child(run_step, kind, *common) for kind in ("ft_gen", "rag_token")}
+        results["rag_sequence"] = _in_child(run_step, "rag_sequence", *common)
+    base = results["ft_gen"]
+    report(
+        "joint_step",
+        {
+            "questions": args.questions,
+            "k": args.k,
+            "questions_per_step": args.batch,
+            "rows_per_forward": args.rows_per_forward,
+            **results,
+            **{
+                f"{kind}_time_ratio": results[kind]["step_seconds"] / base["step_seconds"]
+                for kind in ("rag_token", "rag_sequence")
+            },
+            **{
+                f"{kind}_memory_ratio": results[kind]["peak_rss_gb"] / base["peak_rss_gb"]
+                for kind in ("rag_token", "rag_sequence")
+            },
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""One joint RAG training step: retrieve with the current query encoder, score, marginalise.
+
+Per batch of B questions (DESIGN.md §4):
+
+1. encode the questions with the trainable query encoder (with gradient if it learns);
+2. search the frozen index without gradient for the top-k rows;
+3. recompute s(z) = scale * cos(q(x), d(z)) exactly, with gradient, from the stored d(z);
+4. run the generator on the k single-chunk prompts of every question as one (B*k)-row batch,
+   left-padded so every row's answer ends at the right edge, with the LM head on the answer
+   tokens only. ``rows_per_forward`` splits that batch into length-sorted pieces: the k chunks
+   of a question differ in length, and on a CPU, where a bigger batch buys no speed, one row
+   per forward pass removes all padding (its activations are what fills memory). The prompt's
+   opening instruction is the same in all B*k prompts: it runs once, and every row attends to
+   its cached keys and values (gradient flows through them), so it is not paid k times;
+5. return the RAG-Sequence or RAG-Token marginal NLL; its backward pass reaches both models.
+
+Either side may be frozen (2-Phase trains one side at a time): a frozen side runs without
+gradient, which also saves its activations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ragtune.evaluation.prompt import fit_prompt
+from ragtune.retrieval.index import search
+from ragtune.training.embedder import encode_with_grad
+from ragtune.training.generator import Example, answer_token_logprobs, build_example, collate
+from ragtune.training.marginal import LOSSES
+
+
+@dataclass
+class Retriever:
+    """The frozen half of retrieval: a faiss index, the float16 store and the chunk texts."""
+
+    index: object
+    store: object
+    chunks: object
+    k: int
+    rescore_factor: int = 1
+
+
+def query_scores(embedder, texts: Sequence[str], retriever: Retriever, scale: float, train: bool):
+    """Top-k rows [B, k] (no gradient) and their scores s(z) [B, k] (gradient if ``train``)."""
+    with torch.set_grad_enabled(train):
+        queries = F.normalize(encode_with_grad(embedder, texts).float(), dim=-1)
+    rows, _ = search(
+        retriever.index,
+        retriever.store,
+        queries.detach().cpu().numpy(),
+        retriever.k,
+        rescore_factor=retriever.rescore_factor,
+    )
+    stored = torch.from_numpy(retriever.store.vectors(rows)).float().to(queries.device)
+    scores = scale * torch.einsum("bd,bkd->bk", queries, F.normalize(stored, dim=-1))
+    return rows, scores
+
+
+def single_chunk_examples(tokenizer, questions: Sequence[dict], rows, chunks, max_prompt_tokens):
+    """The B*k prompts, question-major (row b*k + z is question b with its z-th chunk)."""
+    return [
+        build_example(
+            tokenizer,
+            fit_prompt(q["question"], [chunks[int(r)]], tokenizer, max_prompt_tokens),
+            q["answers"][0],
+        )
+        for q, question_rows in zip(questions, rows, strict=True)
+        for r in question_rows
+    ]
+
+
+def shared_prefix_length(examples: Sequence[Example]) -> int:
+    """Tokens every example starts with, stopping one short of the shortest prompt: the last
+    prompt token must stay in each row, since its logits predict the first answer token."""
+    limit = min(len(e.input_ids) - sum(e.answer_mask) for e in examples) - 1
+    first = examples[0].input_ids
+    n = 0
+    while n < limit and all(e.input_ids[n] == first[n] for e in examples):
+        n += 1
+    return n
+
+
+def _prefix_cache(generator, ids: list[int]):
+    """Keys and values of the shared prefix, one row, with the autograd graph kept."""
+    device = next(generator.parameters()).device
+    out = generator(input_ids=torch.tensor([ids], device=device), use_cache=True, logits_to_keep=1)
+    return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+
+
+def _with_prefix(batch, prefix_kv, length: int):
+    """Model kwargs that put the cached prefix in front of a batch of suffixes."""
+    from transformers import DynamicCache
+
+    n = batch["input_ids"].shape[0]
+    batch = dict(batch)
+    batch["attention_mask"] = torch.cat(
+        [torch.ones(n, length, dtype=batch["attention_mask"].dtype), batch["attention_mask"]], 1
+    )
+    batch["position_ids"] = batch["position_ids"] + length
+    cache = DynamicCache(
+        ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv]
+    )
+    return batch, {"past_key_values": cache}
+
+
+def answer_logprobs_by_row(generator, examples, pad_id: int, rows_per_forward: int):
+    """``answer_token_logprobs`` of every example, [N, L] right-aligned, computed in pieces
+    of ``rows_per_forward`` rows of similar length (0: all rows in one batch), after running
+    the examples' shared prefix once."""
+    size = rows_per_forward or len(examples)
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    width = max(sum(e.answer_mask) for e in examples)
+    prefix = shared_prefix_length(examples)
+    prefix_kv = _prefix_cache(generator, examples[0].input_ids[:prefix]) if prefix else None
+    pieces, index = [], []
+    for a in range(0, len(order), size):
+        part = order[a : a + size]
+        suffixes = [
+            Example(examples[i].input_ids[prefix:], examples[i].answer_mask[prefix:]) for i in part
+        ]
+        batch, kwargs = collate(suffixes, pad_id), {}
+        if prefix_kv is not None:
+            batch, kwargs = _with_prefix(batch, prefix_kv, prefix)
+        logp = answer_token_logprobs(generator, batch, **kwargs)
+        pieces.append(torch.nn.functional.pad(logp, (width - logp.shape[1], 0)))
+        index += part
+    stacked = torch.cat(pieces)
+    return stacked[torch.argsort(torch.tensor(index, device=stacked.device))]
+
+
+def joint_loss(
+    questions: Sequence[dict],
+    *,
+    embedder,
+    generator,
+    tokenizer,
+    retriever: Retriever,
+    loss: str,
+    scale: float,
+    max_prompt_tokens: int,
+    train_embedder: bool,
+    train_generator: bool,
+    rows_per_forward: int = 0,
+) -> torch.Tensor:
+    rows, scores = query_scores(
+        embedder, [q["question"] for q in questions], retriever, scale, train_embedder
+    )
+    examples = single_chunk_examples(
+        tokenizer, questions, rows, retriever.chunks, max_prompt_tokens
+    )
+    with torch.set_grad_enabled(train_generator):
+        token_logp = answer_logprobs_by_row(
+            generator, examples, tokenizer.pad_token_id, rows_per_forward
+        )
+    b, k = scores.shape
+    token_logp = token_logp.view(b, k, -1).to(scores.device)
+    # The answer is the same in all k prompts of a question, so one row's mask serves all.
+    answer_mask = collate(examples[::k], tokenizer.pad_token_id)["answer_mask"]
+    answer_mask = torch.nn.functional.pad(
+        answer_mask, (token_logp.shape[-1] - answer_mask.shape[1], 0)
+    )
+    return LOSSES[loss](token_logp, answer_mask.to(scores.device), scores)

@@ -1,0 +1,22 @@
+from ragtune.runner import run
+from ragtune.steps.train import train_joint
+
+run(
+    snakemake,
+    lambda s: train_joint(
+        s.input.questions,
+        s.input.index,
+        list(s.input.embeddings),
+        list(s.input.chunks),
+        s.params.embedder,
+        s.params.generator,
+        s.output.model,
+        s.output.info,
+        loss=s.params.loss,
+        embed_lr=s.params.lrs["embed"],
+        gen_lr=s.params.lrs["gen"],
+        retrieval=s.params.retrieval,
+        training=s.params.training,
+        seed=s.params.seed,
+    ),
+)
