@@ -27,8 +27,15 @@ def fake_pool(tmp_path, monkeypatch):
     monkeypatch.setenv(gpu.POOL_ENV, "0,1,2,3")
     monkeypatch.setenv(gpu.LOCK_DIR_ENV, str(tmp_path / "locks"))
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    return tmp_path
+    # claim() exports CUDA_VISIBLE_DEVICES itself. Setting it here first makes monkeypatch
+    # record its original state and restore it afterwards: a leaked "7" once made every job
+    # of the later workflow test queue for one fake GPU.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    yield tmp_path
+    for held in gpu._HELD:
+        held.release()
+    gpu._HELD.clear()
 
 
 def _spawn(n, hold):
