@@ -29,3 +29,7 @@ rule all:
     default_target: True
     input:
         all_targets(),
+
+
+onsuccess:
+    print_summary()

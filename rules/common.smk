@@ -1,10 +1,13 @@
 # Config access, wildcard constraints, target lists and input functions.
 # Every path the rules use is built here, so the layout of results/ is readable in one place.
+import hashlib
 import json
 import os
 
 from ragtune import config as ragtune_config
 from ragtune import models as ragtune_models
+from ragtune.report import summary as ragtune_summary
+from ragtune.report import tables as ragtune_tables
 
 # Cross-references, data files, their columns and model specs, before any job is planned.
 ragtune_config.check(config)
@@ -61,6 +64,8 @@ SELECTED = [s for s in ("ft_embed", "ft_gen") if s in GRIDS]
 if "two_phase" in STRATEGY_CONFIG:
     SELECTED += [PHASE1, "two_phase"]
 SELECTED += [st for st, own in JOINT_OWN_GRID.items() if own]
+# The paper's row labels (Figure 3).
+STRATEGY_TITLES = ragtune_tables.STRATEGY_LABELS
 # The letter that marks each model's LR in a run's `lrs` path part: e1e-05_g1e-04.
 LR_KEY = {"ft_embed": "e", "ft_gen": "g"}
 
@@ -258,35 +263,55 @@ def retrieval_input(wildcards):
 
 
 # ---- training ----------------------------------------------------------------------------
-def embedder_train_info(dataset, embedder, lr):
-    return f"{RESULTS}/{dataset}/models/{embedder}/ft_embed/lr{lr}/train.json"
-
-
-def generator_train_info(dataset, pipeline, lr):
-    return f"{RESULTS}/{dataset}/{pipeline}/ft_gen/lr{lr}/train.json"
-
-
-def joint_train_info(dataset, pipeline, strategy, lrs):
-    return f"{run_dir(dataset, pipeline, strategy, lrs)}/train.json"
-
-
-def train_infos(dataset, pipeline, strategy, lrs):
-    """The training records behind one run: Indp. has both halves' and 2-Phase both phases',
-    so their time is the sum, as in the paper; No Ft. has none."""
+def train_job(dataset, pipeline, strategy, lrs):
+    """The one training job a (strategy, lrs) point runs: its record (train.json) and its
+    Snakemake benchmark. Ft. Embed's job is the embedder's, shared by its pipelines."""
     parts = lr_parts(lrs)
-    if strategy in ("no_ft", "ft_embed", "ft_gen", "indp"):
-        infos = []
-        if "e" in parts:
-            infos.append(
-                embedder_train_info(dataset, embedder_of(pipeline), parts["e"])
-            )
-        if "g" in parts:
-            infos.append(generator_train_info(dataset, pipeline, parts["g"]))
-        return infos
-    infos = [joint_train_info(dataset, pipeline, strategy, lrs)]
+    if strategy == "ft_embed":
+        embedder, lr = embedder_of(pipeline), parts["e"]
+        return {
+            "record": f"{os.path.dirname(tuned_embedder_dir(dataset, embedder, lr))}/train.json",
+            "benchmark": bench_path("train_embedder", dataset, embedder, f"lr{lr}"),
+        }
+    if strategy == "ft_gen":
+        return {
+            "record": f"{os.path.dirname(adapter_dir(dataset, pipeline, parts['g']))}/train.json",
+            "benchmark": bench_path(
+                "train_generator", dataset, pipeline, f"lr{parts['g']}"
+            ),
+        }
+    return {
+        "record": f"{run_dir(dataset, pipeline, strategy, lrs)}/train.json",
+        "benchmark": bench_path("train_joint", dataset, pipeline, strategy, lrs),
+    }
+
+
+def chosen_jobs(dataset, pipeline, strategy, lrs):
+    """The training jobs behind one run: Indp. has both halves' and 2-Phase both phases', so
+    their time is the sum, as in the paper; No Ft. has none."""
+    parts = lr_parts(lrs)
+    if strategy in ("no_ft", "indp"):
+        return [
+            train_job(dataset, pipeline, half, f"{key}{parts[key]}")
+            for half, key in (("ft_embed", "e"), ("ft_gen", "g"))
+            if key in parts
+        ]
+    jobs = [train_job(dataset, pipeline, strategy, lrs)]
     if strategy == "two_phase":
-        infos.append(joint_train_info(dataset, pipeline, PHASE1, f"g{parts['g']}"))
-    return infos
+        jobs.append(train_job(dataset, pipeline, PHASE1, f"g{parts['g']}"))
+    return jobs
+
+
+def loss_curve(dataset, pipeline, strategy, lrs):
+    """(the rule output folder, its loss.csv) of a training job."""
+    parts = lr_parts(lrs)
+    if strategy == "ft_embed":
+        folder = tuned_embedder_dir(dataset, embedder_of(pipeline), parts["e"])
+    elif strategy == "ft_gen":
+        folder = adapter_dir(dataset, pipeline, parts["g"])
+    else:
+        folder = joint_model_dir(dataset, pipeline, strategy, lrs)
+    return folder, f"{folder}/loss.csv"
 
 
 def joint_lrs(wildcards):
@@ -365,31 +390,23 @@ def chosen_lrs(dataset, pipeline, strategy):
     return winner(dataset, pipeline, strategy)
 
 
-def grid_train_infos(dataset, pipeline, strategy):
-    """Training records of the whole search behind a row: Indp. = both grids, 2-Phase = both
-    phases' grids, and a joint strategy that borrows 2-Phase's LRs = that search plus its run.
-    """
+def grid_points(dataset, pipeline, strategy):
+    """Every (strategy, lrs) run of the search behind a row, each one training job plus its
+    validation evaluation: Indp. = both grids, 2-Phase = both phases' grids, and a joint
+    strategy that borrows 2-Phase's LRs = that search plus its own run."""
     if strategy == "no_ft":
         return []
     if strategy == "indp":
-        return grid_train_infos(dataset, pipeline, "ft_embed") + grid_train_infos(
+        return grid_points(dataset, pipeline, "ft_embed") + grid_points(
             dataset, pipeline, "ft_gen"
         )
     if strategy == "two_phase":
-        return grid_train_infos(dataset, pipeline, PHASE1) + [
-            joint_train_info(dataset, pipeline, "two_phase", lrs)
-            for lrs in grid_lrs(dataset, pipeline, "two_phase")
-        ]
+        phases = (PHASE1, "two_phase")
+        return [(ph, lrs) for ph in phases for lrs in grid_lrs(dataset, pipeline, ph)]
     if strategy in JOINT_OWN_GRID and not JOINT_OWN_GRID[strategy]:
         lrs = chosen_lrs(dataset, pipeline, strategy)
-        return grid_train_infos(dataset, pipeline, "two_phase") + [
-            joint_train_info(dataset, pipeline, strategy, lrs)
-        ]
-    return [
-        info
-        for lrs in grid_lrs(dataset, pipeline, strategy)
-        for info in train_infos(dataset, pipeline, strategy, lrs)
-    ]
+        return grid_points(dataset, pipeline, "two_phase") + [(strategy, lrs)]
+    return [(strategy, lrs) for lrs in grid_lrs(dataset, pipeline, strategy)]
 
 
 # ---- evaluation and report ---------------------------------------------------------------
@@ -397,27 +414,92 @@ def metrics_file(dataset, pipeline, strategy, lrs, split):
     return f"{run_dir(dataset, pipeline, strategy, lrs)}/{split}/metrics.json"
 
 
+def eval_job(dataset, pipeline, strategy, lrs, split):
+    return {
+        "record": metrics_file(dataset, pipeline, strategy, lrs, split),
+        "benchmark": bench_path("evaluate", dataset, pipeline, strategy, lrs, split),
+    }
+
+
 def table_rows(wildcards=None):
-    """One entry per row of the main table, with the chosen LRs resolved."""
+    """One entry per (dataset, pipeline, strategy, split) row, with the chosen LRs resolved,
+    and every job behind it (see ragtune.report.tables.collect)."""
     rows = []
     for d in DATASETS:
         for p in PIPELINES:
             for st in STRATEGIES:
                 lrs = chosen_lrs(d, p, st)
+                grid = [
+                    {
+                        "train": train_job(d, p, g_st, g_lrs),
+                        "eval": eval_job(d, p, g_st, g_lrs, "validation"),
+                    }
+                    for g_st, g_lrs in grid_points(d, p, st)
+                ]
                 for sp in EVAL_SPLITS:
                     rows.append(
                         {
                             "dataset": d,
+                            "split": sp,
                             "pipeline": p,
+                            "embedder": embedder_of(p),
+                            "generator": generator_of(p),
                             "strategy": st,
                             "lrs": lrs,
-                            "split": sp,
                             "metrics": metrics_file(d, p, st, lrs, sp),
-                            "train_infos": train_infos(d, p, st, lrs),
-                            "grid_infos": grid_train_infos(d, p, st),
+                            "chosen": chosen_jobs(d, p, st, lrs),
+                            "grid": grid,
                         }
                     )
     return rows
+
+
+def chosen_loss_curves(wildcards=None):
+    """Every chosen run's training job: {dataset, pipeline, label, folder, path}."""
+    curves = []
+    for d in DATASETS:
+        for p in PIPELINES:
+            for st in STRATEGIES:
+                lrs = chosen_lrs(d, p, st)
+                jobs = []
+                if st in ("indp", "no_ft"):
+                    continue  # Indp. trains nothing of its own: its halves have their rows
+                if st == "two_phase":
+                    g = lr_parts(lrs)["g"]
+                    jobs.append(("2-Phase, phase 1", PHASE1, f"g{g}"))
+                    jobs.append(("2-Phase, phase 2", st, lrs))
+                else:
+                    jobs.append((STRATEGY_TITLES[st], st, lrs))
+                for label, job_st, job_lrs in jobs:
+                    folder, path = loss_curve(d, p, job_st, job_lrs)
+                    curves.append(
+                        {
+                            "dataset": d,
+                            "pipeline": p,
+                            "label": f"{label} ({job_lrs})",
+                            "folder": folder,
+                            "path": path,
+                        }
+                    )
+    return curves
+
+
+PHASE_TITLES = {PHASE1: "2-Phase, phase 1", "two_phase": "2-Phase, phase 2"}
+
+
+def selections(wildcards=None):
+    """Every grid's select_lr output, for the LR-sensitivity figure."""
+    return [
+        {
+            "dataset": d,
+            "pipeline": p,
+            "strategy": PHASE_TITLES.get(st, STRATEGY_TITLES.get(st)),
+            "path": f"{RESULTS}/{d}/{p}/{st}/selected.json",
+        }
+        for d in DATASETS
+        for p in PIPELINES
+        for st in SELECTED
+    ]
 
 
 def all_selections():
@@ -434,9 +516,60 @@ def all_selections():
 def table_inputs(wildcards):
     rows = table_rows()
     files = {r["metrics"] for r in rows}
-    files |= {f for r in rows for f in r["train_infos"] + r["grid_infos"]}
+    for r in rows:
+        jobs = r["chosen"] + [job for point in r["grid"] for job in point.values()]
+        files |= {path for job in jobs for path in job.values()}
     return sorted(files)
 
 
+def figure_inputs(wildcards):
+    return sorted({c["folder"] for c in chosen_loss_curves()})
+
+
+# What the report says made it: the config's content hash (saved beside the report as
+# report/config.yaml), its pipelines and datasets. Not the config file's name, so that the same
+# config under another name does not re-make every table.
+CONFIG_LABEL = "config md5 {md5} (report/config.yaml); pipelines: {pipes}; datasets: {data}".format(
+    md5=hashlib.md5(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10],
+    pipes=", ".join(
+        f"{p} ({v['embedder']} + {v['generator']})" for p, v in PIPELINES.items()
+    ),
+    data=", ".join(
+        f"{d} (validation n={v['splits']['validation']['size']})"
+        for d, v in config["datasets"].items()
+    ),
+)
+# Our models and scale, beside the paper's in the comparison table.
+SETUP_LABEL = "{pipes}; top-{k}; validation n = {n}".format(
+    pipes=", ".join(
+        f"{config['embedders'][v['embedder']]} + {config['generators'][v['generator']]}"
+        for v in PIPELINES.values()
+    ),
+    k=config["retrieval"]["k"],
+    n=", ".join(
+        f"{d} {v['splits']['validation']['size']}"
+        for d, v in config["datasets"].items()
+    ),
+)
+# Pipelines that reproduce one of the paper's, for the per-pipeline comparison.
+PAPER_MATCHES = {p: v["paper"] for p, v in PIPELINES.items() if v.get("paper")}
+
+TABLES = ["all_runs", "per_pipeline", "averaged", "test", "cost", "paper_comparison"]
+FIGURES = ["strategies", "lr_sensitivity", "loss_curves", "paper_comparison"]
+
+
 def all_targets():
-    return [f"{RESULTS}/tables/main.csv", f"{RESULTS}/tables/main.md"]
+    return (
+        [f"{RESULTS}/report/config.yaml"]
+        + [f"{RESULTS}/tables/{t}.csv" for t in TABLES]
+        + [f"{RESULTS}/figures/{f}.png" for f in FIGURES]
+    )
+
+
+REPORT = f"{RESULTS}/report.html"
+
+
+def print_summary():
+    text = ragtune_summary.summary(f"{RESULTS}/tables", f"{RESULTS}/figures", REPORT)
+    if text:
+        print(text)

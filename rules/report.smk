@@ -1,9 +1,11 @@
-# The result tables, from every chosen run's metrics.
+# The paper's tables and figures, the comparison with its published numbers, and the report
+# (`snakemake --report results/report.html`). Captions live in workflow/report/.
 
 
 rule tables:
     input:
         selections=all_selections(),
+        # No Ft. needs no grid: listing it plainly lets it run before any grid is selected
         baseline=[
             metrics_file(d, p, "no_ft", "base", sp)
             for d in DATASETS
@@ -12,15 +14,77 @@ rule tables:
         ],
         runs=table_inputs,
     output:
-        csv=f"{RESULTS}/tables/main.csv",
-        md=f"{RESULTS}/tables/main.md",
+        **{
+            t: report(
+                f"{RESULTS}/tables/{t}.csv",
+                caption=f"../workflow/report/table_{t}.rst",
+                category="Tables",
+            )
+            for t in TABLES
+        },
+        markdown=[f"{RESULTS}/tables/{t}.md" for t in TABLES],
+        latex=[f"{RESULTS}/tables/{t}.tex" for t in TABLES],
+        jobs=f"{RESULTS}/tables/jobs.csv",
     log:
-        log_path("tables", "main"),
+        log_path("tables", "tables"),
     benchmark:
-        bench_path("tables", "main")
+        bench_path("tables", "tables")
     conda:
         CONDA_ENV
     params:
         rows=table_rows,
+        caption=CONFIG_LABEL,
+        setup=SETUP_LABEL,
+        paper_matches=PAPER_MATCHES,
     script:
         "../workflow/scripts/tables.py"
+
+
+rule figures:
+    input:
+        runs=f"{RESULTS}/tables/all_runs.csv",
+        comparison=f"{RESULTS}/tables/paper_comparison.csv",
+        selections=all_selections(),
+        models=figure_inputs,
+    output:
+        **{
+            f: report(
+                f"{RESULTS}/figures/{f}.png",
+                caption=f"../workflow/report/figure_{f}.rst",
+                category="Figures",
+            )
+            for f in FIGURES
+        },
+        svg=[f"{RESULTS}/figures/{f}.svg" for f in FIGURES],
+    log:
+        log_path("figures", "figures"),
+    benchmark:
+        bench_path("figures", "figures")
+    conda:
+        CONDA_ENV
+    params:
+        selections=selections,
+        curves=chosen_loss_curves,
+        caption=CONFIG_LABEL,
+    script:
+        "../workflow/scripts/figures.py"
+
+
+rule report_config:
+    output:
+        report(
+            f"{RESULTS}/report/config.yaml",
+            caption="../workflow/report/config.rst",
+            category="Configuration",
+        ),
+    log:
+        log_path("report_config", "config"),
+    benchmark:
+        bench_path("report_config", "config")
+    conda:
+        CONDA_ENV
+    params:
+        config=config,
+        files=CONFIG_LABEL,
+    script:
+        "../workflow/scripts/report_config.py"

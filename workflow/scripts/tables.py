@@ -1,7 +1,15 @@
-from ragtune.report import tables
+from pathlib import Path
+
+from ragtune.report.build import build_tables
 from ragtune.runner import run
 
 run(
     snakemake,
-    lambda s: tables.write(tables.collect(s.params.rows), s.output.csv, s.output.md),
+    lambda s: build_tables(
+        s.params.rows,
+        Path(s.output.all_runs).parent,
+        s.params.caption,
+        s.params.setup,
+        s.params.paper_matches,
+    ),
 )

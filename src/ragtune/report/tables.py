@@ -1,13 +1,24 @@
-"""Result tables: one row per (pipeline, strategy, dataset, split), from the metrics files."""
+"""The result tables, built from the metrics files and the job records behind every row.
+
+``collect`` reads one entry per (dataset, pipeline, strategy, split) row into two frames: the
+runs (metrics, chosen LRs, time) and the jobs (every training and evaluation job behind a row,
+with what it cost). Every table the report shows is a view of these two frames:
+
+- ``per_pipeline``: the paper's Figures 6/7, one block per dataset;
+- ``averaged``: the paper's Figure 3, the mean over pipelines (validation, and test);
+- ``cost``: device-hours of the chosen runs and of the whole LR search, per strategy.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from ragtune.io import atomic_path, read_json
+from ragtune.report.records import job_cost
 
 # The paper's row labels and order (Figure 3).
 STRATEGY_LABELS = {
@@ -19,80 +30,192 @@ STRATEGY_LABELS = {
     "rag_seq": "RAG-Seq.",
     "rag_tok": "RAG-Tok.",
 }
+ORDER = {label: i for i, label in enumerate(STRATEGY_LABELS.values())}
 
-COLUMNS = [
-    "pipeline", "strategy", "dataset", "split", "EM", "F1", "Recall@k", "k", "Time (h)",
-    "Grid cost (device-h)", "Embed LR", "Gen LR", "n",
+RUN_COLUMNS = [
+    "dataset", "split", "pipeline", "embedder", "generator", "strategy", "EM", "F1",
+    "Recall@k", "k", "n", "Time (h)", "Grid cost (device-h)", "Unit", "Grid points",
+    "Embed LR", "Gen LR",
 ]  # fmt: skip
+METRICS = ["EM", "F1", "Recall@k"]
 
 
-def device_hours(info: dict) -> float:
-    """A training job's cost: seconds x GPUs, or x CPU threads on a CPU-only host."""
-    units = info.get("gpu_count") or info.get("cpu_threads") or 1
-    return info["seconds"] * units / 3600
+@dataclass
+class Results:
+    runs: pd.DataFrame  # one row per (dataset, split, pipeline, strategy)
+    jobs: pd.DataFrame  # one row per (row, job): role is chosen | grid_train | grid_eval
 
 
-def collect(entries: Iterable[dict]) -> pd.DataFrame:
-    """``entries``: one dict per table row with pipeline, strategy, dataset, split, lrs,
-    metrics (path), train_infos (the chosen run's training records: Indp. has the embedder's
-    and the generator's, so its time is their sum, as in the paper) and grid_infos (every
-    training record of the grid search behind the row)."""
-    rows = []
+def _lr_columns(lrs: str) -> dict[str, str]:
+    parts = {} if lrs == "base" else {p[0]: p[1:] for p in lrs.split("_")}
+    return {"Embed LR": parts.get("e", "N/A"), "Gen LR": parts.get("g", "N/A")}
+
+
+def collect(entries: Iterable[dict]) -> Results:
+    """``entries``, one per table row: dataset, split, pipeline, embedder, generator, strategy,
+    lrs, metrics (path), ``chosen`` (the jobs that trained the row's model: Indp. has the
+    embedder's and the generator's, 2-Phase both phases', so time is their sum, as in the paper)
+    and ``grid`` (one {train, eval} pair per point of the search behind the row). A job is
+    {record: its train.json or metrics.json, benchmark: Snakemake's benchmark file}."""
+    runs, jobs = [], []
     for e in entries:
         m = read_json(e["metrics"])
-        chosen = [read_json(p) for p in e.get("train_infos", [])]
-        grid = [read_json(p) for p in e.get("grid_infos", [])]
-        lrs = (
-            {}
-            if e.get("lrs", "base") == "base"
-            else dict((part[0], part[1:]) for part in e["lrs"].split("_"))
-        )
-        rows.append(
+        key = {"dataset": e["dataset"], "pipeline": e["pipeline"]}
+        key["strategy"] = STRATEGY_LABELS.get(e["strategy"], e["strategy"])
+        costs = [("chosen", job_cost(**j)) for j in e.get("chosen", [])]
+        for point in e.get("grid", []):
+            costs += [("grid_train", job_cost(**point["train"]))]
+            costs += [("grid_eval", job_cost(**point["eval"]))]
+        units = {c.unit for _, c in costs}
+        runs.append(
             {
-                "pipeline": e["pipeline"],
-                "strategy": STRATEGY_LABELS.get(e["strategy"], e["strategy"]),
-                "dataset": e["dataset"],
+                **key,
                 "split": e["split"],
+                "embedder": e["embedder"],
+                "generator": e["generator"],
                 "EM": m["em"],
                 "F1": m["f1"],
                 "Recall@k": m["recall_at_k"],
                 "k": m["k"],
-                "Time (h)": round(sum(i["seconds"] for i in chosen) / 3600, 4),
-                "Grid cost (device-h)": round(sum(device_hours(i) for i in grid), 4),
-                "Embed LR": lrs.get("e", "N/A"),
-                "Gen LR": lrs.get("g", "N/A"),
                 "n": m["n"],
+                "Time (h)": sum(c.hours for role, c in costs if role == "chosen"),
+                "Grid cost (device-h)": sum(
+                    c.device_hours for role, c in costs if role != "chosen"
+                ),
+                "Unit": "/".join(sorted(units)) or "N/A",
+                "Grid points": len(e.get("grid", [])),
+                **_lr_columns(e.get("lrs", "base")),
             }
         )
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    order = {label: i for i, label in enumerate(STRATEGY_LABELS.values())}
-    df["_o"] = df["strategy"].map(order)
-    return df.sort_values(["split", "pipeline", "_o", "dataset"], kind="stable").drop(columns="_o")
+        if e["split"] == "validation":  # the same jobs stand behind every split's row
+            jobs += [
+                {**key, "role": role, "benchmark": c.benchmark, "seconds": c.seconds,
+                 "unit": c.unit, "device_h": c.device_hours}
+                for role, c in costs
+            ]  # fmt: skip
+    runs_df = pd.DataFrame(runs, columns=RUN_COLUMNS)
+    runs_df = _sorted(runs_df, ["split", "dataset", "pipeline"])
+    jobs_df = pd.DataFrame(
+        jobs,
+        columns=["dataset", "pipeline", "strategy", "role", "benchmark", "seconds", "unit",
+                 "device_h"],
+    )  # fmt: skip
+    return Results(runs_df, jobs_df)
 
 
-def paper_layout(df: pd.DataFrame, split: str) -> pd.DataFrame:
-    """Strategies as rows and (dataset, metric) as columns, as in the paper's Figure 3."""
-    part = df[df["split"] == split]
-    wide = part.pivot_table(
-        index=["pipeline", "strategy"],
-        columns="dataset",
-        values=["EM", "F1", "Recall@k", "Time (h)", "Grid cost (device-h)"],
-        sort=False,
+def _sorted(df: pd.DataFrame, before: list[str]) -> pd.DataFrame:
+    """Rows in the paper's strategy order, after the ``before`` columns."""
+    df = df.assign(_o=df["strategy"].map(ORDER))
+    return df.sort_values([*before, "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
+
+
+def recall_label(runs: pd.DataFrame) -> str:
+    ks = sorted(set(runs["k"]))
+    return f"Recall@{ks[0]}" if len(ks) == 1 else "Recall@k"
+
+
+def per_pipeline(runs: pd.DataFrame, split: str = "validation") -> pd.DataFrame:
+    """The paper's Figures 6/7: every (embedder, generator, strategy), per dataset."""
+    part = runs[runs["split"] == split]
+    cols = ["dataset", "pipeline", "embedder", "generator", "strategy", *METRICS, "Time (h)",
+            "Embed LR", "Gen LR"]  # fmt: skip
+    out = part[cols].rename(columns={"Recall@k": recall_label(part)})
+    return out.reset_index(drop=True)
+
+
+def averaged(runs: pd.DataFrame, split: str = "validation") -> pd.DataFrame:
+    """The paper's Figure 3: each strategy's mean over pipelines, per dataset (long form)."""
+    part = runs[runs["split"] == split]
+    out = (
+        part.groupby(["dataset", "strategy"], sort=False)[
+            [*METRICS, "Time (h)", "Grid cost (device-h)"]
+        ]
+        .mean()
+        .reset_index()
     )
-    wide = wide.swaplevel(0, 1, axis=1).sort_index(axis=1, level=0, sort_remaining=False)
-    order = {label: i for i, label in enumerate(STRATEGY_LABELS.values())}
-    return wide.sort_index(key=lambda idx: idx.map(lambda v: order.get(v, v)))
+    out.insert(2, "pipelines", part.groupby(["dataset", "strategy"], sort=False).size().values)
+    return _sorted(out, ["dataset"]).rename(columns={"Recall@k": recall_label(part)})
 
 
-def write(df: pd.DataFrame, csv_path: str | Path, md_path: str | Path) -> None:
-    with atomic_path(csv_path) as tmp:
+def wide(long: pd.DataFrame, index: list[str], values: list[str]) -> pd.DataFrame:
+    """Datasets side by side, as the paper prints them: columns are '<dataset> <metric>'."""
+    datasets = list(dict.fromkeys(long["dataset"]))
+    parts = [
+        long[long["dataset"] == d].set_index(index)[values].add_prefix(f"{d} ") for d in datasets
+    ]
+    out = pd.concat(parts, axis=1).reset_index()
+    return _sorted(out, [c for c in index if c != "strategy"])
+
+
+def cost(res: Results) -> pd.DataFrame:
+    """Device-hours per strategy and dataset, and over all datasets: the chosen run(s), and the
+    whole LR search (every grid point's training and validation evaluation). A job that several
+    rows share (an embedder trained once for every pipeline that uses it) counts once."""
+    jobs = res.jobs
+    rows = []
+    strategies = list(dict.fromkeys(res.runs["strategy"]))
+    datasets = list(dict.fromkeys(res.runs["dataset"]))
+    for strategy in strategies:
+        for dataset in [*datasets, "all"]:
+            sel = jobs["strategy"] == strategy
+            if dataset != "all":
+                sel &= jobs["dataset"] == dataset
+            part = jobs[sel]
+
+            def hours(role, part=part):
+                unique = part[part["role"] == role].drop_duplicates("benchmark")
+                return float(unique["device_h"].sum()), len(unique)
+
+            chosen, _ = hours("chosen")
+            train, n_train = hours("grid_train")
+            evaluation, _ = hours("grid_eval")
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "dataset": dataset,
+                    "Unit": "/".join(sorted(set(part["unit"]))) or "N/A",
+                    "Chosen run(s) (device-h)": chosen,
+                    "Grid training jobs": n_train,
+                    "Grid training (device-h)": train,
+                    "Grid evaluation (device-h)": evaluation,
+                    "Grid total (device-h)": train + evaluation,
+                }
+            )
+    out = pd.DataFrame(rows)
+    out["_d"] = out["dataset"].map({d: i for i, d in enumerate([*datasets, "all"])})
+    out = _sorted(out, ["_d"]).drop(columns="_d")
+    return out
+
+
+def _formatted(df: pd.DataFrame) -> pd.DataFrame:
+    """Scores to 0.1 as the paper prints them; hours to 0.001, since a demo's are hundredths."""
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]):
+            hours = "(h)" in str(col) or "device-h" in str(col)
+            out[col] = out[col].map(lambda v, d=3 if hours else 1: f"{v:.{d}f}")
+    return out
+
+
+def write_table(
+    df: pd.DataFrame,
+    stem: str | Path,
+    *,
+    title: str,
+    caption: str,
+    shown: pd.DataFrame | None = None,
+) -> list[Path]:
+    """``stem``.csv (full precision), .md and .tex (rounded, of ``shown`` where a table reads
+    better in another layout than its CSV), each written atomically."""
+    stem = Path(stem)
+    paths = [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
+    shown = _formatted(df if shown is None else shown)
+    with atomic_path(paths[0]) as tmp:
         df.to_csv(tmp, index=False)
-    parts = []
-    for split in df["split"].unique():
-        wide = paper_layout(df, split)
-        wide.columns = [f"{d} {m}" for d, m in wide.columns]
-        parts.append(
-            f"### {split}\n\n" + wide.reset_index().to_markdown(index=False, floatfmt=".1f")
-        )
-    with atomic_path(md_path) as tmp:
-        Path(tmp).write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    with atomic_path(paths[1]) as tmp:
+        body = shown.to_markdown(index=False, disable_numparse=True)
+        Path(tmp).write_text(f"### {title}\n\n{body}\n\n{caption}\n", encoding="utf-8")
+    with atomic_path(paths[2]) as tmp:
+        latex = shown.to_latex(index=False, caption=f"{title}. {caption}", escape=True)
+        Path(tmp).write_text(latex, encoding="utf-8")
+    return paths

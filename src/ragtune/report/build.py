@@ -1,0 +1,104 @@
+"""What the report rules run: every table from the runs' files, every figure from the tables."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ragtune.io import atomic_path
+from ragtune.report import figures, paper, tables
+
+
+def _stamp(caption: str) -> str:
+    return f"{caption}; made {datetime.date.today().isoformat()} by ragtune"
+
+
+def read_runs(path: str | Path) -> pd.DataFrame:
+    # LRs stay strings ("1e-04"), and "N/A" stays "N/A".
+    return pd.read_csv(path, dtype={"Embed LR": str, "Gen LR": str}, keep_default_na=False)
+
+
+def build_tables(
+    entries: list[dict],
+    out_dir: str | Path,
+    caption: str,
+    setup: str,
+    paper_matches: dict[str, str],
+) -> tables.Results:
+    """all_runs, per_pipeline, averaged (validation), test, cost and paper_comparison, each
+    as CSV, Markdown and LaTeX, plus jobs.csv: every job behind the tables and its cost.
+    ``caption`` says which config made them; ``setup`` names our models and scale beside the
+    paper's."""
+    out = Path(out_dir)
+    res = tables.collect(entries)
+    caption = _stamp(caption)
+    with atomic_path(out / "jobs.csv") as tmp:
+        res.jobs.to_csv(tmp, index=False)
+    recall = tables.recall_label(res.runs)
+    views = {
+        "all_runs": (res.runs, "Every run, both splits"),
+        "per_pipeline": (
+            tables.per_pipeline(res.runs),
+            "Validation metrics, training time and learning rates per pipeline "
+            "(the paper's Figures 6/7)",
+        ),
+        "averaged": (
+            tables.wide(
+                tables.averaged(res.runs),
+                ["strategy"],
+                ["EM", "F1", recall, "Time (h)", "Grid cost (device-h)"],
+            ),
+            "Validation metrics and time to fine-tune, mean over pipelines (the paper's Figure 3)",
+        ),  # fmt: skip
+        "test": (
+            tables.wide(tables.averaged(res.runs, "test"), ["strategy"], ["EM", "F1", recall]),
+            "Held-out test metrics of the runs chosen on validation, mean over pipelines",
+        ),
+        "cost": (
+            tables.cost(res),
+            "Device-hours (GPU-h, or CPU-h x threads on CPU) of the chosen runs and of the "
+            "whole LR search: every grid point's training and validation evaluation",
+        ),
+    }
+    comp = paper.comparison(
+        tables.averaged(res.runs), setup, paper_matches, tables.per_pipeline(res.runs)
+    )
+    scale = "a reproduction check" if paper_matches else "context only: other models, other scale"
+    for name, (df, title) in views.items():
+        tables.write_table(df, out / name, title=title, caption=caption)
+    tables.write_table(
+        comp,
+        out / "paper_comparison",
+        title=f"ragtune beside the paper's published numbers ({scale})",
+        caption=f"ragtune: {setup}. Paper: {paper.PAPER_SETUP}. {caption}",
+        shown=paper.side_by_side(comp),
+    )
+    return res
+
+
+def build_figures(
+    runs_csv: str | Path,
+    comparison_csv: str | Path,
+    selections: list[dict],
+    curves: list[dict],
+    out_dir: str | Path,
+    caption: str,
+) -> None:
+    out = Path(out_dir)
+    caption = _stamp(caption)
+    runs = read_runs(runs_csv)
+    figures.strategy_bars(tables.averaged(runs), out / "strategies", caption)
+    figures.lr_sensitivity(selections, out / "lr_sensitivity", caption)
+    figures.loss_curves(curves, out / "loss_curves", caption)
+    figures.paper_comparison(pd.read_csv(comparison_csv), out / "paper_comparison", caption)
+
+
+def write_config(config: dict, path: str | Path, label: str) -> None:
+    """The config the run used, defaults filled in, for the report."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(
+            f"# {label}\n" + yaml.safe_dump(config, sort_keys=False), encoding="utf-8"
+        )

@@ -1,0 +1,157 @@
+"""The report's figures, each saved as PNG and SVG with a caption naming the config behind it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a cluster node
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ragtune.io import atomic_path, read_json  # noqa: E402
+from ragtune.report.tables import ORDER  # noqa: E402
+
+SCORES = ["EM", "F1", "Recall@5"]
+
+
+def save(fig, stem: str | Path, caption: str) -> list[Path]:
+    """Caption under the axes, then ``stem``.png and ``stem``.svg, each written atomically."""
+    fig.text(0.01, 0.01, caption, ha="left", va="bottom", fontsize=7, color="0.3", wrap=True)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    paths = []
+    for ext in ("png", "svg"):
+        path = Path(stem).with_suffix(f".{ext}")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=ext, dpi=120)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _recall(df: pd.DataFrame) -> pd.DataFrame:
+    recall = [c for c in df.columns if str(c).startswith("Recall@")]
+    return df.rename(columns={recall[0]: "Recall@5"}) if recall else df
+
+
+def strategy_bars(averaged: pd.DataFrame, stem, caption: str) -> list[Path]:
+    """The paper's Figure 2: EM, F1 and Recall@k per strategy as grouped bars, with training
+    time on its own axis (hours and percentages do not share a scale), averaged over the
+    datasets and pipelines of ``averaged`` (``tables.averaged`` on validation)."""
+    df = _recall(averaged).groupby("strategy", sort=False)[[*SCORES, "Time (h)"]].mean()
+    df = df.sort_index(key=lambda idx: idx.map(ORDER))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    n = len(SCORES) + 1
+    width = 0.8 / n
+    x = range(len(df))
+    for i, col in enumerate(SCORES):
+        ax.bar([v + (i - n / 2 + 0.5) * width for v in x], df[col], width, label=col)
+    time_ax = ax.twinx()
+    time_ax.bar(
+        [v + (n / 2 - 0.5) * width for v in x], df["Time (h)"], width, color="0.35",
+        label="Time (h)",
+    )  # fmt: skip
+    ax.set_xticks(list(x), df.index)
+    ax.set_ylabel("score (%)")
+    time_ax.set_ylabel("training time of the chosen run(s) (h)")
+    ax.set_title("Validation metrics and time to fine-tune, by strategy")
+    handles = ax.get_legend_handles_labels()
+    extra = time_ax.get_legend_handles_labels()
+    ax.legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper left", fontsize=8)
+    return save(fig, stem, caption)
+
+
+def lr_sensitivity(selections: Iterable[dict], stem, caption: str) -> list[Path]:
+    """The validation metric against the LR for every grid: one panel per searched strategy,
+    one line per (dataset, pipeline), a star on the recorded winner. ``selections``: {dataset,
+    pipeline, strategy, path}, path being select_lr's selected.json (``scores``: the grid)."""
+    panels: dict[str, list] = {}
+    for s in selections:
+        sel = read_json(s["path"])
+        # 2-Phase's phase 2 (e<lr>_g<phase-1 winner>) varies the embedder LR; joint grids of
+        # their own vary both, and are drawn against the embedder LR, one line per gen LR.
+        points: dict[str, list] = {}
+        for lrs, score in sel["scores"].items():
+            parts = {p[0]: float(p[1:]) for p in lrs.split("_")}
+            lr_key = "e" if "e" in parts else "g"
+            other = f", g={parts['g']:.0e}" if lr_key == "e" and len(parts) > 1 else ""
+            points.setdefault(other, []).append((parts[lr_key], score, lrs == sel["winner"]))
+        for other, pts in points.items():
+            label = f"{s['dataset']} / {s['pipeline']}{other}"
+            panels.setdefault(s["strategy"], []).append((label, sorted(pts), lr_key, sel))
+    cols = min(len(panels), 3) or 1
+    rows = max(math.ceil(len(panels) / cols), 1)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax, (strategy, lines) in zip(axes.flat, panels.items(), strict=False):
+        for label, pts, _, _ in lines:
+            (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+            for lr, score, won in pts:
+                if won:  # the winner select_lr recorded
+                    ax.plot(lr, score, marker="*", markersize=14, color=line.get_color())
+        metric = lines[0][3]["metric"].upper().replace("RECALL_AT_K", "Recall@k")
+        ax.set_xscale("log")
+        ax.set_xlabel(("embedder" if lines[0][2] == "e" else "generator") + " learning rate")
+        ax.set_ylabel(f"validation {metric} (%)")
+        ax.set_title(strategy)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle("Sensitivity to the learning rate (validation)")
+    return save(fig, stem, caption)
+
+
+def loss_curves(curves: Iterable[dict], stem, caption: str) -> list[Path]:
+    """Training loss per optimiser step of every chosen run: one panel per (dataset, pipeline)
+    . ``curves``: {dataset, pipeline, label, path} where path is a run's loss.csv."""
+    panels: dict[str, list] = {}
+    for c in curves:
+        panels.setdefault(f"{c['dataset']} / {c['pipeline']}", []).append(c)
+    cols = min(len(panels), 2) or 1
+    rows = max(math.ceil(len(panels) / cols), 1)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.8 * rows), squeeze=False)
+    for ax, (title, items) in zip(axes.flat, panels.items(), strict=False):
+        for c in items:
+            df = pd.read_csv(c["path"])
+            ax.plot(df["step"], df["loss"], marker=".", label=c["label"])
+        ax.set_yscale("log")
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel("training loss (nats, log scale)")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle("Training loss of the chosen runs")
+    return save(fig, stem, caption)
+
+
+def paper_comparison(comp: pd.DataFrame, stem, caption: str) -> list[Path]:
+    """Ours beside the paper: EM, F1 and Recall@5 per strategy, one panel per (comparison,
+    dataset); ragtune's bars solid, the paper's hatched."""
+    groups = list(dict.fromkeys(zip(comp["comparing"], comp["dataset"], strict=True)))
+    fig, axes = plt.subplots(len(groups), 1, figsize=(12, 3.4 * len(groups)), squeeze=False)
+    colours = dict(zip(SCORES, ("C0", "C1", "C2"), strict=True))
+    for ax, (comparing, dataset) in zip(axes[:, 0], groups, strict=True):
+        part = comp[(comp["comparing"] == comparing) & (comp["dataset"] == dataset)]
+        strategies = sorted(set(part["strategy"]), key=ORDER.get)
+        width = 0.8 / (2 * len(SCORES))
+        for s_i, source in enumerate(("ragtune", "paper")):
+            rows = part[part["source"] == source].set_index("strategy")
+            for m_i, metric in enumerate(SCORES):
+                offset = (2 * m_i + s_i - len(SCORES) + 0.5) * width
+                ax.bar(
+                    [i + offset for i in range(len(strategies))],
+                    [rows[metric].get(st, float("nan")) for st in strategies],
+                    width,
+                    color=colours[metric],
+                    hatch="//" if source == "paper" else None,
+                    alpha=0.55 if source == "paper" else 1.0,
+                    label=f"{metric} ({source})",
+                )
+        ax.set_xticks(range(len(strategies)), strategies)
+        ax.set_ylabel("validation score (%)")
+        ax.set_title(f"{dataset}: ragtune vs the paper ({comparing})")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return save(fig, stem, caption)
