@@ -1,0 +1,109 @@
+"""The local 8-GPU and SLURM profiles plan the workflow, and SLURM jobs ask sbatch for GPUs."""
+
+import os
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from helpers import REPO, SNAKEMAKE, snakemake, tiny_config, write_config
+
+SBATCH = """#!/bin/sh
+# stub: record the submission, answer with a job id as `sbatch --parsable` does
+echo "$@" >> "$SBATCH_LOG"
+echo "$((1000 + $(wc -l < "$SBATCH_LOG")))"
+"""
+# Status queries find nothing: the test stops the run once its jobs are submitted.
+QUERY = "#!/bin/sh\nexit 0\n"
+
+
+@pytest.fixture
+def slurm_path(tmp_path):
+    """A PATH with stub sbatch, sacct and squeue in front, and the file sbatch records to."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("sbatch", SBATCH), ("sacct", QUERY), ("squeue", QUERY)):
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    log = tmp_path / "sbatch.log"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SBATCH_LOG": str(log)}
+    return env, log
+
+
+@pytest.fixture
+def tiny(mirror, tmp_path):
+    cfg = tiny_config(mirror, tmp_path / "results")
+    return write_config(cfg, tmp_path / "tiny.yaml"), tmp_path / "results"
+
+
+def test_local_8gpu_profile_plans_the_workflow(tiny):
+    config, _ = tiny
+    profile = yaml.safe_load((REPO / "profiles/local-8gpu/profile.yaml").read_text())
+    assert profile["resources"] == {"gpu": 8} and profile["cores"] == "all"
+    assert profile["keep-going"] and profile["rerun-incomplete"]
+    out = snakemake("-n", "--profile", "profiles/local-8gpu", "--configfile", str(config))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "embed_corpus" in out.stdout and "train_embedder" in out.stdout
+
+
+def test_slurm_profile_plans_the_workflow(tiny, slurm_path):
+    config, _ = tiny
+    env, _ = slurm_path
+    profile = yaml.safe_load((REPO / "profiles/slurm/profile.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    for rule, res in profile["set-resources"].items():
+        assert "gpus" not in res, f"{rule}: `gpus` never reaches sbatch; use `gpu`"
+        assert "--gres" not in str(res.get("slurm_extra", "")), rule
+        if res.get("gpu"):
+            assert {"gpu_model", "cpus_per_gpu", "mem_mb", "runtime", "slurm_partition"} <= set(
+                res
+            ), rule
+    out = subprocess.run(
+        [*SNAKEMAKE, "-n", "--profile", "profiles/slurm", "--configfile", str(config)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:] + out.stdout[-3000:]
+
+
+def test_slurm_gpu_jobs_ask_sbatch_for_gpus(tiny, slurm_path):
+    """Two embedding shards, their chunk files present: each is one sbatch call with a GPU."""
+    config, results = tiny
+    env, log = slurm_path
+    chunks = results / "corpus/wiki-mirror/chunks"
+    chunks.mkdir(parents=True)
+    for shard in ("000", "001"):
+        (chunks / f"shard-{shard}.jsonl").write_text('{"id": "a", "title": "T", "text": "x"}\n')
+    targets = [str(results / f"corpus/wiki-mirror/embeddings/minilm/shard-{s}.npy") for s in
+               ("000", "001")]  # fmt: skip
+    cmd = [
+        *SNAKEMAKE,
+        "--profile",
+        "profiles/slurm",
+        "--configfile",
+        str(config),
+        "--directory",
+        str(results.parent),
+        "--allowed-rules",
+        "embed_corpus",
+        "--",
+        *targets,
+    ]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if log.exists() and len(log.read_text().splitlines()) >= 2:
+                break
+            time.sleep(1)
+    finally:
+        proc.kill()
+        output = proc.communicate()[0]
+    calls = log.read_text().splitlines() if log.exists() else []
+    assert len(calls) == 2, output[-3000:]
+    for call, shard in zip(sorted(calls, key=lambda c: "001" in c), ("000", "001"), strict=True):
+        assert f"embed_corpus:embedder=minilm,shard={shard}" in call
+        assert " --gpus=a100:1" in call and " -p gpu " in call
+        assert "--cpus-per-gpu=8" in call and "--mem 64000" in call and "-t 240" in call
+        assert "--gres" not in call
