@@ -32,6 +32,16 @@ def save(fig, stem: str | Path, caption: str) -> list[Path]:
     return paths
 
 
+def _panels(n: int, cols: int, width: float, height: float):
+    """A grid of ``n`` panels, ``cols`` wide at most; the unused cells of its last row hidden."""
+    cols = min(n, cols) or 1
+    rows = max(math.ceil(n / cols), 1)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, axes.flat
+
+
 def _recall(df: pd.DataFrame) -> pd.DataFrame:
     recall = [c for c in df.columns if str(c).startswith("Recall@")]
     return df.rename(columns={recall[0]: "Recall@5"}) if recall else df
@@ -82,10 +92,8 @@ def lr_sensitivity(selections: Iterable[dict], stem, caption: str) -> list[Path]
         for other, pts in points.items():
             label = f"{s['dataset']} / {s['pipeline']}{other}"
             panels.setdefault(s["strategy"], []).append((label, sorted(pts), lr_key, sel))
-    cols = min(len(panels), 3) or 1
-    rows = max(math.ceil(len(panels) / cols), 1)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
-    for ax, (strategy, lines) in zip(axes.flat, panels.items(), strict=False):
+    fig, axes = _panels(len(panels), 3, 4.2, 3.4)
+    for ax, (strategy, lines) in zip(axes, panels.items(), strict=False):
         for label, pts, _, _ in lines:
             (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
             for lr, score, won in pts:
@@ -97,22 +105,18 @@ def lr_sensitivity(selections: Iterable[dict], stem, caption: str) -> list[Path]
         ax.set_ylabel(f"validation {metric} (%)")
         ax.set_title(strategy)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
     fig.suptitle("Sensitivity to the learning rate (validation)")
     return save(fig, stem, caption)
 
 
 def loss_curves(curves: Iterable[dict], stem, caption: str) -> list[Path]:
-    """Training loss per optimiser step of every chosen run: one panel per (dataset, pipeline)
-    . ``curves``: {dataset, pipeline, label, path} where path is a run's loss.csv."""
+    """Training loss per optimiser step of every chosen run: one panel per (dataset,
+    pipeline). ``curves``: {dataset, pipeline, label, path} where path is a run's loss.csv."""
     panels: dict[str, list] = {}
     for c in curves:
         panels.setdefault(f"{c['dataset']} / {c['pipeline']}", []).append(c)
-    cols = min(len(panels), 2) or 1
-    rows = max(math.ceil(len(panels) / cols), 1)
-    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.8 * rows), squeeze=False)
-    for ax, (title, items) in zip(axes.flat, panels.items(), strict=False):
+    fig, axes = _panels(len(panels), 2, 6, 3.8)
+    for ax, (title, items) in zip(axes, panels.items(), strict=False):
         for c in items:
             df = pd.read_csv(c["path"])
             ax.plot(df["step"], df["loss"], marker=".", label=c["label"])
@@ -121,8 +125,6 @@ def loss_curves(curves: Iterable[dict], stem, caption: str) -> list[Path]:
         ax.set_ylabel("training loss (nats, log scale)")
         ax.set_title(title)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
     fig.suptitle("Training loss of the chosen runs")
     return save(fig, stem, caption)
 

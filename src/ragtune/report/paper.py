@@ -11,7 +11,7 @@ from importlib import resources
 
 import pandas as pd
 
-from ragtune.report.tables import STRATEGY_LABELS, _sorted
+from ragtune.report.tables import STRATEGY_LABELS, in_paper_order
 
 PAPER_SETUP = "Lawton et al. 2025: MiniLM/MPNet x LLaMA3-8B/Mistral-7B, paper scale"
 COLUMNS = {"EM": "EM", "F1": "F1", "recall_at_5": "Recall@5", "time_h": "Time (h)"}
@@ -78,7 +78,7 @@ def comparison(
         add(paper_pipeline_rows(paper, name), "paper", f"Lawton et al. 2025: {name}", name)
     out = pd.concat(parts, ignore_index=True)
     out = out[["comparing", "source", "setup", "dataset", "strategy", *COLUMNS.values()]]
-    return _sorted(out, ["comparing", "dataset"]).reset_index(drop=True)
+    return in_paper_order(out, ["comparing", "dataset"]).reset_index(drop=True)
 
 
 def side_by_side(comp: pd.DataFrame) -> pd.DataFrame:
@@ -89,4 +89,4 @@ def side_by_side(comp: pd.DataFrame) -> pd.DataFrame:
                            sort=False)  # fmt: skip
     out = out.reindex(columns=[(m, s) for m in COLUMNS.values() for s in ("ragtune", "paper")])
     out.columns = [f"{m} {s}" for m, s in out.columns]
-    return _sorted(out.reset_index(), ["comparing", "dataset"])
+    return in_paper_order(out.reset_index(), ["comparing", "dataset"])

@@ -94,7 +94,7 @@ def collect(entries: Iterable[dict]) -> Results:
                 for role, c in costs
             ]  # fmt: skip
     runs_df = pd.DataFrame(runs, columns=RUN_COLUMNS)
-    runs_df = _sorted(runs_df, ["split", "dataset", "pipeline"])
+    runs_df = in_paper_order(runs_df, ["split", "dataset", "pipeline"])
     jobs_df = pd.DataFrame(
         jobs,
         columns=["dataset", "pipeline", "strategy", "role", "benchmark", "seconds", "unit",
@@ -103,7 +103,7 @@ def collect(entries: Iterable[dict]) -> Results:
     return Results(runs_df, jobs_df)
 
 
-def _sorted(df: pd.DataFrame, before: list[str]) -> pd.DataFrame:
+def in_paper_order(df: pd.DataFrame, before: list[str]) -> pd.DataFrame:
     """Rows in the paper's strategy order, after the ``before`` columns."""
     df = df.assign(_o=df["strategy"].map(ORDER))
     return df.sort_values([*before, "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
@@ -134,7 +134,7 @@ def averaged(runs: pd.DataFrame, split: str = "validation") -> pd.DataFrame:
         .reset_index()
     )
     out.insert(2, "pipelines", part.groupby(["dataset", "strategy"], sort=False).size().values)
-    return _sorted(out, ["dataset"]).rename(columns={"Recall@k": recall_label(part)})
+    return in_paper_order(out, ["dataset"]).rename(columns={"Recall@k": recall_label(part)})
 
 
 def wide(long: pd.DataFrame, index: list[str], values: list[str]) -> pd.DataFrame:
@@ -144,7 +144,7 @@ def wide(long: pd.DataFrame, index: list[str], values: list[str]) -> pd.DataFram
         long[long["dataset"] == d].set_index(index)[values].add_prefix(f"{d} ") for d in datasets
     ]
     out = pd.concat(parts, axis=1).reset_index()
-    return _sorted(out, [c for c in index if c != "strategy"])
+    return in_paper_order(out, [c for c in index if c != "strategy"])
 
 
 def cost(res: Results) -> pd.DataFrame:
@@ -183,7 +183,7 @@ def cost(res: Results) -> pd.DataFrame:
             )
     out = pd.DataFrame(rows)
     out["_d"] = out["dataset"].map({d: i for i, d in enumerate([*datasets, "all"])})
-    out = _sorted(out, ["_d"]).drop(columns="_d")
+    out = in_paper_order(out, ["_d"]).drop(columns="_d")
     return out
 
 
