@@ -1,7 +1,21 @@
 """Run every benchmark in turn (``make bench``); each writes benchmarks/out/<name>.json."""
 
-from benchmarks import bench_embedding, bench_generation, bench_joint, bench_training
+from benchmarks import (
+    bench_embedding,
+    bench_generation,
+    bench_index,
+    bench_joint,
+    bench_training,
+    bench_workflow,
+)
 
 if __name__ == "__main__":
-    for bench in (bench_embedding, bench_generation, bench_training, bench_joint):
+    for bench in (
+        bench_embedding,
+        bench_generation,
+        bench_training,
+        bench_joint,
+        bench_index,
+        bench_workflow,
+    ):
         bench.main()
