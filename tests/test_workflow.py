@@ -19,6 +19,8 @@ def tiny_run(mirror, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tiny")
     results = tmp / "results"
     cfg = tiny_config(mirror, results)
+    # Ft. Embed asks for 2 GPUs: on this CPU host its jobs run as 2 gloo ranks under torchrun.
+    cfg["resources"]["train_embedder"] = 2
     path = write_config(cfg, tmp / "tiny.yaml")
     out = snakemake("--cores", "2", "--configfile", str(path), "--directory", str(tmp))
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
@@ -48,6 +50,17 @@ def test_every_rule_ran_and_logged(tiny_run):
     assert {p.name for p in (results / "benchmarks").iterdir()} == rules
     for log in (results / "logs").rglob("*.log"):
         assert "rule finished" in log.read_text(), log
+
+
+def test_a_two_gpu_rule_ran_under_torchrun(tiny_run):
+    _, results, _ = tiny_run
+    infos = list((results / "hotpotqa/models/minilm/ft_embed").glob("lr*/train.json"))
+    assert infos
+    for info in infos:
+        assert json.loads(info.read_text())["ranks"] == 2
+    for log in (results / "logs/train_embedder").rglob("*.log"):
+        text = log.read_text()
+        assert "launching 2 ranks" in text and "[rank 1]" in text, log
 
 
 def test_corpus_is_small_sharded_and_consistent(tiny_run):

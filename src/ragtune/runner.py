@@ -3,6 +3,11 @@
 Scripts stay one line long: ``run(snakemake, step)``. This sets up the rule's log file, sends
 tqdm bars and warnings there, claims GPUs before anything touches CUDA, and makes sure an
 exception ends up in the log with its traceback instead of a silent non-zero exit.
+
+A training step (``distributed=True``) whose rule asks for ``gpu: N > 1`` is re-launched under
+``torchrun`` as N ranks. Snakemake runs a ``script:`` as ``python <tmp-script>``, the tmp
+script carrying the pickled ``snakemake`` object, so each rank simply runs that same file and
+gets the same object; the job's process claims the GPUs and waits for its ranks.
 """
 
 from __future__ import annotations
@@ -19,43 +24,61 @@ from typing import Any
 log = logging.getLogger("ragtune")
 
 
-def _configure_logging(stream) -> None:
+def _configure_logging(stream, tag: str = "") -> None:
     logging.basicConfig(
         level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s",
         stream=stream,
         force=True,
     )
     logging.captureWarnings(True)
 
 
-def run(smk: Any, step: Callable[[Any], None]) -> None:
-    """Run ``step(smk)`` with logging to ``smk.log[0]`` and GPUs claimed per ``resources.gpu``."""
+def run(smk: Any, step: Callable[[Any], None], *, distributed: bool = False) -> None:
+    """Run ``step(smk)`` with logging to ``smk.log[0]`` and GPUs claimed per ``resources.gpu``;
+    with ``distributed``, as ``resources.gpu`` data-parallel ranks when that is more than 1."""
+    from ragtune.training import distributed as ddp
+
     log_path = smk.log[0] if len(smk.log) else None
     # Closed by the ExitStack below (sys.stderr, the fallback, must stay open).
     stream = open(log_path, "a", buffering=1, encoding="utf-8") if log_path else sys.stderr  # noqa: SIM115
+    worker = ddp.in_worker()
+    n_gpu = int(getattr(smk.resources, "gpu", 0) or 0)
     with contextlib.ExitStack() as stack:
         if log_path:
             stack.enter_context(stream)
             stack.enter_context(contextlib.redirect_stderr(stream))
             stack.enter_context(contextlib.redirect_stdout(stream))
-        _configure_logging(stream)
+        _configure_logging(stream, f"[rank {os.environ['RANK']}] " if worker else "")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        threads = getattr(smk, "threads", None)
+        threads = int(getattr(smk, "threads", 0) or 0)
         if threads:
             import torch
 
-            torch.set_num_threads(int(threads))
+            # Ranks share the job's cores (on a GPU node they need few host threads anyway).
+            torch.set_num_threads(max(1, threads // (n_gpu if worker else 1)))
         start = time.time()
         log.info("rule %s started", getattr(smk, "rule", "?"))
         try:
-            from ragtune import gpu
+            if worker:
+                # The launching process claimed the GPUs and exported CUDA_VISIBLE_DEVICES.
+                ddp.init_from_env()
+                try:
+                    step(smk)
+                finally:
+                    ddp.shutdown()
+            else:
+                from ragtune import gpu
 
-            n_gpu = int(getattr(smk.resources, "gpu", 0) or 0)
-            claim = gpu.claim(n_gpu)
-            if claim.ids:
-                log.info("claimed GPU(s) %s", ",".join(claim.ids))
-            step(smk)
+                claim = gpu.claim(n_gpu)
+                if claim.ids:
+                    log.info("claimed GPU(s) %s", ",".join(claim.ids))
+                if distributed and n_gpu > 1:
+                    # This very script again, once per rank.
+                    script, args = os.path.abspath(sys.argv[0]), sys.argv[1:]
+                    ddp.launch(script, n_gpu, threads or 1, stream, args)
+                else:
+                    step(smk)
         except BaseException:
             log.error("rule failed:\n%s", traceback.format_exc())
             raise

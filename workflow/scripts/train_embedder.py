@@ -14,4 +14,5 @@ run(
         s.params.training,
         s.params.seed,
     ),
+    distributed=True,
 )

@@ -19,4 +19,5 @@ run(
         training=s.params.training,
         seed=s.params.seed,
     ),
+    distributed=True,
 )

@@ -17,7 +17,7 @@ from ragtune.evaluation.prompt import fit_prompt
 from ragtune.io import atomic_path, read_jsonl, write_json
 from ragtune.retrieval.embed import encode
 from ragtune.retrieval.store import ChunkStore, EmbeddingStore
-from ragtune.training import loop
+from ragtune.training import distributed, loop
 from ragtune.training.embedder import (
     batches_without_duplicate_positives,
     cached_mnrl_step,
@@ -25,6 +25,7 @@ from ragtune.training.embedder import (
     encode_with_grad,
     gold_rows_by_title,
     mnrl_loss,
+    query_slices,
 )
 from ragtune.training.generator import (
     build_example,
@@ -78,29 +79,41 @@ def train_embedder(
     cfg = training["embedder"]
     batches = batches_without_duplicate_positives(pairs, cfg["batch_size"], seed)
     scale, cached = cfg["scale"], cfg["loss"] == "cached_mnrl"
+    # One MNRL batch is one optimizer step. Its questions are cut into one slice per rank, each
+    # scored against all the batch's positives (read from the store, so no rank needs another's
+    # embeddings): the in-batch negatives and the loss are the whole batch's on any world size.
+    world = distributed.world_size()
+    micro = [(batch, part) for batch in batches for part in query_slices(len(batch), world)]
     model.train()
 
-    def loss_fn(batch):
-        texts = [t for t, _ in batch]
+    def loss_fn(item):
+        batch, (a, b) = item
+        if a == b:  # fewer questions than ranks in this batch
+            return torch.zeros(())
+        texts = [t for t, _ in batch[a:b]]
         pos = torch.from_numpy(store.vectors([r for _, r in batch])).to(model.device)
+        # The loop averages its `world` micro-batches; weigh each slice by its share instead.
+        share = (b - a) / len(batch)
         if cached:
-            return cached_mnrl_step(model, texts, pos, scale, cfg["mini_batch"])
-        return mnrl_loss(encode_with_grad(model, texts), pos, scale)
+            loss = cached_mnrl_step(model, texts, pos, scale, cfg["mini_batch"], a, share)
+            return loss * share * world
+        return mnrl_loss(encode_with_grad(model, texts), pos, scale, a) * share * world
 
     work = _work_dir(out_dir)
     history = loop.train(
-        batches,
+        micro,
         loss_fn,
         [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}],
         work,
-        _loop_config(training, seed),
+        _loop_config(training, seed, grad_accum=world),
         state=model.state_dict,
         load_state=model.load_state_dict,
     )
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        model.save(str(tmp))
-        (tmp / "loss.csv").write_bytes((work / "loss.csv").read_bytes())
-    _write_info(out_info, start, lr, len(pairs), history)
+    if distributed.is_main():
+        with atomic_path(out_dir, is_dir=True) as tmp:
+            model.save(str(tmp))
+            (tmp / "loss.csv").write_bytes((work / "loss.csv").read_bytes())
+        _write_info(out_info, start, lr, len(pairs), history)
     loop.finish(work)
 
 
@@ -160,11 +173,12 @@ def train_generator(
         state=lora_state,
         load_state=lambda s: model.load_state_dict(s, strict=False),
     )
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        model.save_pretrained(tmp)  # adapter only; adapter_config.json points at the base
-        tokenizer.save_pretrained(tmp)
-        (tmp / "loss.csv").write_bytes((work / "loss.csv").read_bytes())
-    _write_info(out_info, start, lr, len(examples), history)
+    if distributed.is_main():
+        with atomic_path(out_dir, is_dir=True) as tmp:
+            model.save_pretrained(tmp)  # adapter only; adapter_config.json points at the base
+            tokenizer.save_pretrained(tmp)
+            (tmp / "loss.csv").write_bytes((work / "loss.csv").read_bytes())
+        _write_info(out_info, start, lr, len(examples), history)
     loop.finish(work)
 
 
@@ -284,21 +298,22 @@ def train_joint(
         state=state,
         load_state=load_state,
     )
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        if embed_lr is not None:
-            query_encoder.save(str(tmp / "query_encoder"))
-        if gen_lr is not None:
-            gen.save_pretrained(tmp / "adapter")
-            tokenizer.save_pretrained(tmp / "adapter")
-        (tmp / "loss.csv").write_bytes((work / "loss.csv").read_bytes())
-    _write_info(
-        out_info,
-        start,
-        {"embedder": embed_lr, "generator": gen_lr},
-        len(questions),
-        history,
-        loss=loss,
-    )
+    if distributed.is_main():
+        with atomic_path(out_dir, is_dir=True) as tmp:
+            if embed_lr is not None:
+                query_encoder.save(str(tmp / "query_encoder"))
+            if gen_lr is not None:
+                gen.save_pretrained(tmp / "adapter")
+                tokenizer.save_pretrained(tmp / "adapter")
+            (tmp / "loss.csv").write_bytes((work / "loss.csv").read_bytes())
+        _write_info(
+            out_info,
+            start,
+            {"embedder": embed_lr, "generator": gen_lr},
+            len(questions),
+            history,
+            loss=loss,
+        )
     loop.finish(work)
 
 
@@ -313,6 +328,7 @@ def _write_info(path, start, lr, n, history, **extra) -> None:
             "first_loss": history[0]["loss"] if history else None,
             "final_loss": history[-1]["loss"] if history else None,
             "seconds": round(time.time() - start, 3),
+            "ranks": distributed.world_size(),
             **runtime.device_record(),
         },
     )

@@ -21,10 +21,17 @@ import torch.nn.functional as F
 DEFAULT_SCALE = 20.0  # sentence-transformers' MNRL default: cosine x 20 as logits
 
 
-def mnrl_loss(queries: torch.Tensor, positives: torch.Tensor, scale: float = DEFAULT_SCALE):
-    """Cross-entropy over ``scale * cos(q_i, p_j)``: each query's own positive is its class."""
+def mnrl_loss(
+    queries: torch.Tensor, positives: torch.Tensor, scale: float = DEFAULT_SCALE, offset: int = 0
+):
+    """Cross-entropy over ``scale * cos(q_i, p_j)``: each query's own positive is its class.
+
+    ``queries`` may be a slice of the batch starting at ``offset`` (one rank's share), scored
+    against all the batch's ``positives``: query ``i`` of the slice is row ``offset + i``.
+    """
     logits = scale * F.normalize(queries, dim=-1) @ F.normalize(positives, dim=-1).T
-    return F.cross_entropy(logits, torch.arange(len(queries), device=queries.device))
+    labels = torch.arange(offset, offset + len(queries), device=queries.device)
+    return F.cross_entropy(logits, labels)
 
 
 def encode_with_grad(model, texts: Sequence[str]) -> torch.Tensor:
@@ -36,25 +43,35 @@ def encode_with_grad(model, texts: Sequence[str]) -> torch.Tensor:
     return model(features)["sentence_embedding"]
 
 
-def cached_mnrl_step(model, texts, positives, scale=DEFAULT_SCALE, mini_batch=8):
+def cached_mnrl_step(
+    model, texts, positives, scale=DEFAULT_SCALE, mini_batch=8, offset=0, weight=1.0
+):
     """GradCache (Gao et al., 2021), as sentence-transformers' CachedMNRL: the loss sees the
     whole batch, but the encoder's graph is only ever built for ``mini_batch`` questions.
 
     Pass 1 embeds every mini-batch without grad and takes the loss's gradient w.r.t. those
     embeddings; pass 2 re-embeds each mini-batch with grad and backpropagates its slice of that
-    cached gradient. Returns the (detached) loss; gradients are already in the encoder.
+    cached gradient. Returns the (detached) loss; gradients of ``weight * loss`` are already in
+    the encoder. ``offset``: as in :func:`mnrl_loss`.
     """
     slices = [slice(i, i + mini_batch) for i in range(0, len(texts), mini_batch)]
     rng_state = torch.get_rng_state()  # pass 2 must see the same dropout masks as pass 1
     with torch.no_grad():
         reps = torch.cat([encode_with_grad(model, texts[s]) for s in slices])
     reps.requires_grad_(True)
-    loss = mnrl_loss(reps, positives, scale)
-    loss.backward()
+    loss = mnrl_loss(reps, positives, scale, offset)
+    (loss * weight).backward()
     torch.set_rng_state(rng_state)
     for s in slices:
         encode_with_grad(model, texts[s]).backward(reps.grad[s])
     return loss.detach()
+
+
+def query_slices(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous (start, end) slices of ``n`` questions, as even as can be; some are
+    empty when ``n < parts``."""
+    bounds = [round(i * n / parts) for i in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def choose_positives(

@@ -5,6 +5,10 @@ accumulation, a checkpoint every N optimizer steps and resume from the newest on
 stops on a non-finite loss before anything is saved, a loss CSV and a tqdm bar. What a strategy
 trains and how it computes its loss is a ``loss_fn(batch) -> scalar tensor`` plus the parameter
 groups it passes in; the loop knows nothing else about it.
+
+Under torchrun the same loop is data-parallel (``ragtune.training.distributed``): the
+micro-batches of each optimizer step are dealt over the ranks and the gradients summed once
+per step, so any number of processes applies the updates one process would.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from ragtune.io import atomic_path
+from ragtune.training import distributed
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +78,22 @@ def train(
     scheduler, RNG states and its position."""
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    world, rank = distributed.world_size(), distributed.rank()
+    if world > cfg.grad_accum:
+        log.warning(
+            "%d ranks but %d micro-batch(es) per optimizer step: %d rank(s) idle at every step. "
+            "Raise effective_batch_size or lower batch_size",
+            world,
+            cfg.grad_accum,
+            world - cfg.grad_accum,
+        )
     params = [p for g in param_groups for p in g["params"]]
     optimizer = torch.optim.AdamW(param_groups, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(batches) / cfg.grad_accum)
     total = steps_per_epoch * cfg.epochs
     scheduler = linear_schedule(optimizer, total, int(cfg.warmup_ratio * total))
     history: list[dict] = []
-    done = 0  # micro-batches processed
+    done = 0  # micro-batches processed (by all ranks together)
     ckpt = work_dir / CHECKPOINT
     if ckpt.exists():
         saved = torch.load(ckpt, weights_only=False)
@@ -87,20 +101,29 @@ def train(
             load_state(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["torch_rng"])
         history, done = saved["history"], saved["done"]
+        rng = saved["torch_rng"]
+        if len(rng) == world:
+            torch.set_rng_state(rng[rank])
+        else:  # resumed on another number of ranks: dropout masks cannot be replayed
+            seed_everything(cfg.seed + rank + done)
         log.info("resumed from %s at micro-batch %d of %d", ckpt, done, len(batches) * cfg.epochs)
     else:
-        seed_everything(cfg.seed)
+        seed_everything(cfg.seed + rank)
+    # As DDP does: every rank starts from rank 0's weights.
+    distributed.broadcast_parameters(params)
 
     def save() -> None:
+        rng = distributed.gather_objects(torch.get_rng_state())
+        if rank != 0:
+            return
         with atomic_path(ckpt) as tmp:
             torch.save(
                 {
                     "model": state() if state else {},
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
+                    "torch_rng": rng,
                     "history": history,
                     "done": done,
                 },
@@ -108,24 +131,27 @@ def train(
             )
 
     n_micro = len(batches) * cfg.epochs
-    bar = tqdm(total=n_micro, initial=done, desc="train", unit="batch")
+    bar = tqdm(total=n_micro, initial=done, desc="train", unit="batch", disable=rank != 0)
     running = 0.0
     while done < n_micro:
-        batch = batches[done % len(batches)]
-        loss = loss_fn(batch)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"loss is {loss.item()} at micro-batch {done}; nothing was saved. Lower the "
-                "learning rate or check the inputs of this batch"
-            )
-        # A loss that needs no grad was already backpropagated by its strategy (the cached
-        # MNRL does its own two-pass backward); the loop only steps the optimizer for it.
-        if loss.requires_grad:
-            (loss / cfg.grad_accum).backward()
-        running += loss.item() / cfg.grad_accum
+        # Micro-batch j of a step belongs to rank j % world; one process computes them all.
+        if (done % cfg.grad_accum) % world == rank:
+            loss = loss_fn(batches[done % len(batches)])
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss is {loss.item()} at micro-batch {done}; nothing was saved. Lower the "
+                    "learning rate or check the inputs of this batch"
+                )
+            # A loss that needs no grad was already backpropagated by its strategy (the cached
+            # MNRL does its own two-pass backward); the loop only steps the optimizer for it.
+            if loss.requires_grad:
+                (loss / cfg.grad_accum).backward()
+            running += loss.item() / cfg.grad_accum
         done += 1
         bar.update(1)
         if done % cfg.grad_accum == 0 or done == n_micro:
+            distributed.sum_gradients(params)
+            running = distributed.sum_scalar(running)
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
@@ -140,7 +166,8 @@ def train(
             if step % cfg.checkpoint_every == 0 and done < n_micro:
                 save()
     bar.close()
-    write_loss_csv(history, work_dir / "loss.csv")
+    if rank == 0:
+        write_loss_csv(history, work_dir / "loss.csv")
     return history
 
 
@@ -154,5 +181,9 @@ def write_loss_csv(history: list[dict], path: str | Path) -> None:
 
 
 def finish(work_dir: str | Path) -> None:
-    """Drop the checkpoint once the final model is saved: a re-run then starts afresh."""
-    (Path(work_dir) / CHECKPOINT).unlink(missing_ok=True)
+    """Drop the checkpoint once the final model is saved: a re-run then starts afresh.
+
+    Every rank calls it; the barrier keeps rank 0 from deleting what another still reads."""
+    distributed.barrier()
+    if distributed.is_main():
+        (Path(work_dir) / CHECKPOINT).unlink(missing_ok=True)
