@@ -1,4 +1,5 @@
-# The retrieval corpus: fetch documents into shards, then chunk each shard in its own job.
+# The retrieval corpus: each shard is downloaded, then chunked, by jobs of its own. A shard
+# written is finished, so an interrupted download resumes at the shards still missing.
 
 
 rule download_corpus:
@@ -6,15 +7,16 @@ rule download_corpus:
         # Only a focused corpus (corpus.focus) depends on the questions.
         qa=focus_qa_inputs(),
     output:
-        shards=doc_shards(),
+        docs=f"{RESULTS}/corpus/{CORPUS}/docs/shard-{{shard}}.jsonl",
     log:
-        log_path("download_corpus", CORPUS),
+        log_path("download_corpus", CORPUS, "{shard}"),
     benchmark:
-        bench_path("download_corpus", CORPUS)
+        bench_path("download_corpus", CORPUS, "{shard}")
     conda:
         CONDA_ENV
     params:
         corpus=config["corpus"],
+        shards=len(SHARDS),
         seed=config["seed"],
     script:
         "../workflow/scripts/download_corpus.py"

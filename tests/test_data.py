@@ -1,6 +1,6 @@
 import pytest
 
-from ragtune.data.corpus import focus, iter_documents
+from ragtune.data.corpus import focus, iter_documents, shard_documents
 from ragtune.data.qa import carve, normalise
 from ragtune.data.sources import load_split
 from ragtune.io import read_jsonl, write_jsonl
@@ -91,3 +91,41 @@ def test_jsonl_roundtrip_is_atomic(tmp_path):
     with pytest.raises(RuntimeError):
         write_jsonl(tmp_path / "y.jsonl", boom())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jsonl.gz"]
+
+
+def _corpus(files, **extra):
+    return {
+        "source": {"files": [str(f) for f in files]},
+        "id_field": "id",
+        "title_field": "title",
+        "text_field": "content",
+        **extra,
+    }
+
+
+def test_shards_of_a_many_file_source_read_only_their_files(mirror, tmp_path):
+    """MedRAG/wikipedia comes in many files: each shard job streams its own share of them."""
+    import gzip
+    import itertools
+
+    with gzip.open(mirror / "wikipedia/chunks.jsonl.gz", "rt") as fh:
+        lines = list(itertools.islice(fh, 80))
+    files = [tmp_path / f"part-{i}.jsonl" for i in range(4)]
+    for i, f in enumerate(files):
+        f.write_text("".join(lines[20 * i : 20 * (i + 1)]))
+    whole = [d["id"] for d in iter_documents(_corpus(files))]
+    shards = [[d["id"] for d in shard_documents(_corpus(files), i, 2)] for i in range(2)]
+    assert shards[0] == whole[:40] and shards[1] == whole[40:]  # files 0-1, then 2-3
+    # Fewer files than shards: every shard streams all and keeps every third document.
+    three = [[d["id"] for d in shard_documents(_corpus(files[:2]), i, 3)] for i in range(3)]
+    assert sorted(sum(three, [])) == sorted(whole[:40])
+    assert three[1] == whole[1:40:3]
+
+
+def test_focused_shards_split_the_focused_corpus(mirror):
+    corpus = _corpus([mirror / "wikipedia/chunks.jsonl.gz"], limit=300, focus={"distractors": 20})
+    gold = {"Demon Dice"}
+    expected = focus(iter_documents(corpus), gold, 20, seed=5)
+    shards = [list(shard_documents(corpus, i, 2, gold, seed=5)) for i in range(2)]
+    assert shards[0] + shards[1] != [] and len(shards[0]) + len(shards[1]) == len(expected)
+    assert shards[0] == expected[0::2] and shards[1] == expected[1::2]

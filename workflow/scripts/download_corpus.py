@@ -3,5 +3,12 @@ from ragtune.steps.corpus import download
 
 run(
     snakemake,
-    lambda s: download(s.params.corpus, list(s.output.shards), list(s.input.qa), s.params.seed),
+    lambda s: download(
+        s.params.corpus,
+        s.output.docs,
+        int(s.wildcards.shard),
+        s.params.shards,
+        list(s.input.qa),
+        s.params.seed,
+    ),
 )

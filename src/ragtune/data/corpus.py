@@ -1,13 +1,18 @@
 """The retrieval corpus: fetch documents into shards, then cut them into token windows.
 
 Artifacts:
-- documents: ``docs/shard-NNN.jsonl``, ``{id, title, text}``, round-robin over the shards;
+- documents: ``docs/shard-NNN.jsonl``, ``{id, title, text}``, each written by its own job;
 - chunks: ``chunks/shard-NNN.jsonl``, ``{id, title, text}``, one file per document shard.
+
+A shard is a job of its own, so an interrupted download resumes the way Snakemake resumes
+anything: the shards already written are complete (each is renamed into place at its end) and
+are not fetched again; ``--rerun-incomplete`` redoes only the shard that was cut off.
 """
 
 from __future__ import annotations
 
-import contextlib
+import itertools
+import logging
 import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -16,15 +21,26 @@ from typing import Any
 from tqdm import tqdm
 
 from ragtune.data.sources import load_split
-from ragtune.io import atomic_path
+from ragtune.io import write_jsonl
+
+log = logging.getLogger(__name__)
 
 
-def iter_documents(corpus: dict[str, Any]) -> Iterator[dict[str, str]]:
-    """Stream ``{id, title, text}`` documents from the configured source."""
+def open_stream(corpus: dict[str, Any], shard: tuple[int, int] | None = None):
+    """The corpus as a streaming ``datasets.IterableDataset``; ``shard=(index, count)`` keeps
+    the source files of that shard only (the source must have at least ``count`` files)."""
     source = corpus["source"]
     ds = load_split(source, source.get("split", "train"), streaming=True)
+    if shard is not None:
+        index, count = shard
+        ds = ds.shard(num_shards=count, index=index, contiguous=True)
+    return ds
+
+
+def documents(stream, corpus: dict[str, Any]) -> Iterator[dict[str, str]]:
+    """``{id, title, text}`` documents of a stream, under the configured field names."""
     fields = (corpus["id_field"], corpus["title_field"], corpus["text_field"])
-    for n, rec in enumerate(ds):
+    for n, rec in enumerate(stream):
         if corpus.get("limit") is not None and n >= corpus["limit"]:
             return
         missing = [f for f in fields if f not in rec]
@@ -34,6 +50,38 @@ def iter_documents(corpus: dict[str, Any]) -> Iterator[dict[str, str]]:
                 "corpus.id_field / title_field / text_field to the names the source uses"
             )
         yield {"id": str(rec[fields[0]]), "title": rec[fields[1]] or "", "text": rec[fields[2]]}
+
+
+def iter_documents(corpus: dict[str, Any]) -> Iterator[dict[str, str]]:
+    """Stream every ``{id, title, text}`` document of the configured source, in order."""
+    return documents(open_stream(corpus), corpus)
+
+
+def shard_documents(
+    corpus: dict[str, Any],
+    index: int,
+    count: int,
+    gold_titles: set[str] | None = None,
+    seed: int = 0,
+) -> Iterator[dict[str, str]]:
+    """The documents of shard ``index`` of ``count``.
+
+    - The whole corpus from a source of at least ``count`` files (MedRAG/wikipedia has
+      hundreds): the shard streams its own files only, so ``count`` jobs share the download.
+    - Otherwise (fewer files, or ``limit`` / ``focus``, which depend on the stream's global
+      order): every shard streams the source and keeps every ``count``-th document.
+    Either way the shards are disjoint and together hold every document once.
+    """
+    whole = corpus.get("limit") is None and corpus.get("focus") is None
+    if whole:
+        stream = open_stream(corpus)
+        if stream.num_shards >= count:
+            log.info("shard %d of %d: its share of %d files", index, count, stream.num_shards)
+            return documents(open_stream(corpus, (index, count)), corpus)
+    docs: Iterable[dict[str, str]] = iter_documents(corpus)
+    if corpus.get("focus") is not None:
+        docs = focus(docs, gold_titles or set(), corpus["focus"]["distractors"], seed)
+    return itertools.islice(docs, index, None, count)
 
 
 def focus(
@@ -62,20 +110,11 @@ def focus(
     return [doc for _, doc in sorted(kept + reservoir, key=lambda pair: pair[0])]
 
 
-def write_shards(documents: Iterable[dict[str, Any]], paths: list[str | Path]) -> int:
-    """Write documents round-robin into ``paths`` (each atomically); return the count."""
-    import json
-
-    n = 0
-    with contextlib.ExitStack() as stack:
-        tmps = [stack.enter_context(atomic_path(p)) for p in paths]
-        handles = [stack.enter_context(open(t, "w", encoding="utf-8")) for t in tmps]
-        for doc in tqdm(documents, desc="download corpus", unit="doc", mininterval=5):
-            handles[n % len(handles)].write(json.dumps(doc, ensure_ascii=False) + "\n")
-            n += 1
-        for h in handles:
-            h.close()
-    return n
+def write_shard(documents: Iterable[dict[str, Any]], path: str | Path) -> int:
+    """Write one shard atomically, with a progress bar; return its document count."""
+    return write_jsonl(
+        path, tqdm(documents, desc=f"download {Path(path).name}", unit="doc", mininterval=5)
+    )
 
 
 def window_spans(

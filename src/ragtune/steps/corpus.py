@@ -10,23 +10,30 @@ import numpy as np
 from tqdm import tqdm
 
 from ragtune import models
-from ragtune.data.corpus import chunk_documents, focus, iter_documents, write_shards
+from ragtune.data.corpus import chunk_documents, shard_documents, write_shard
 from ragtune.io import atomic_path, read_jsonl
 from ragtune.retrieval.store import line_offsets, offsets_path
 
 log = logging.getLogger(__name__)
 
 
-def download(corpus: dict, shard_paths: list[str], qa_paths: list[str] = (), seed: int = 0) -> None:
-    """Stream the corpus into shards; with ``corpus.focus``, keep the gold documents of the
-    questions in ``qa_paths`` plus random distractors."""
-    documents = iter_documents(corpus)
+def download(
+    corpus: dict,
+    shard_path: str,
+    index: int,
+    count: int,
+    qa_paths: list[str] = (),
+    seed: int = 0,
+) -> None:
+    """Stream shard ``index`` of ``count`` of the corpus into ``shard_path``; with
+    ``corpus.focus``, the corpus is the gold documents of the questions in ``qa_paths`` plus
+    random distractors."""
+    gold = None
     if corpus.get("focus") is not None:
         gold = {t for path in qa_paths for q in read_jsonl(path) for t in q["gold_titles"]}
-        documents = focus(documents, gold, corpus["focus"]["distractors"], seed)
-        log.info("focused corpus: %d documents for %d gold titles", len(documents), len(gold))
-    n = write_shards(documents, shard_paths)
-    log.info("wrote %d documents into %d shard(s)", n, len(shard_paths))
+        log.info("focused corpus: the gold documents of %d titles plus distractors", len(gold))
+    n = write_shard(shard_documents(corpus, index, count, gold, seed), shard_path)
+    log.info("%s: %d documents (shard %d of %d)", Path(shard_path).name, n, index, count)
 
 
 def chunk_shard(docs_path: str, chunks_path: str, chunking: dict) -> None:
