@@ -35,7 +35,8 @@ def build(
         log.info("training %s on %d of %d vectors", factory, n, len(store))
         index.train(store.vectors(rows))
     batches = store.iter_batches(add_batch_size)
-    total = -(-len(store) // add_batch_size)
+    # Batches never straddle two shards, so each shard ends with a short one.
+    total = sum(-(-len(shard) // add_batch_size) for shard in store.shards)
     for batch in tqdm(batches, total=total, desc="add to index", unit="batch"):
         index.add(batch)
     return index
