@@ -6,6 +6,8 @@ rule train_embedder:
         questions=f"{RESULTS}/{{dataset}}/qa/train.jsonl",
         embeddings=lambda wc: embedding_shards(wc.embedder),
         chunks=chunk_shards(),
+        # Where training.embedder.hard_negatives come from: the base embedder's top-k.
+        retrieved=lambda wc: base_retrieval(wc.dataset, wc.embedder, "train"),
     output:
         model=directory(
             f"{RESULTS}/{{dataset}}/models/{{embedder}}/ft_embed/lr{{lr}}/model"

@@ -89,6 +89,29 @@ def test_train_embedder_moves_only_the_query_side(tiny, minilm_spec):
     assert (out / "loss.csv").read_text().count("\n") == 3
 
 
+def test_hard_negatives_make_the_first_loss_harder(tiny, minilm_spec):
+    """The base retrieval's non-gold chunks as extra negatives: the same first batch, a higher
+    loss (these negatives score close to the positives)."""
+    tmp, _ = tiny
+    first = {}
+    for n in (0, 2):
+        training = {**TRAINING, "embedder": {**TRAINING["embedder"], "hard_negatives": n}}
+        train_embedder(
+            str(tmp / "train.jsonl"),
+            [str(tmp / "emb-000.npy")],
+            [str(tmp / "shard-000.jsonl")],
+            minilm_spec,
+            str(tmp / f"hn{n}"),
+            str(tmp / f"hn{n}.json"),
+            1e-4,
+            training,
+            seed=0,
+            retrieved_path=str(tmp / "retrieved.jsonl"),
+        )
+        first[n] = read_json(tmp / f"hn{n}.json")["first_loss"]
+    assert first[2] > first[0] > 0
+
+
 def test_train_generator_writes_a_lora_adapter(tiny, smollm_dir):
     from peft import PeftConfig
 

@@ -9,8 +9,10 @@ from ragtune.training import loop
 from ragtune.training.embedder import (
     batches_without_duplicate_positives,
     cached_mnrl_step,
+    candidate_exclusions,
     choose_positives,
     encode_with_grad,
+    hard_negatives,
     mnrl_loss,
 )
 from ragtune.training.generator import (
@@ -71,6 +73,32 @@ def test_cached_mnrl_gives_the_same_gradient_as_plain_mnrl():
     loss = cached_mnrl_step(cached, texts, stored, mini_batch=2)
     assert not loss.requires_grad
     torch.testing.assert_close(cached.proj.weight.grad, plain.proj.weight.grad)
+
+
+def test_hard_negatives_are_the_best_ranked_non_gold_rows():
+    assert hard_negatives([[7, 3, 9, 4], [1, 2]], [[3], [1, 2]], 2) == [[7, 9], []]
+
+
+def test_hard_negatives_join_the_candidates_but_never_against_a_gold_chunk():
+    """Two questions, positives rows 10 and 11, hard negatives 12 (q0's) and 11 (q1's: q0's
+    positive, but also a gold chunk of q1). q1's own gold row 11 must not count against it,
+    neither as the in-batch column of q0 nor as its own hard negative."""
+    rows = [10, 11, 12, 11]
+    gold = [[10], [11, 13]]
+    exclude = candidate_exclusions(rows, gold)
+    assert exclude.tolist() == [[False] * 4, [False, False, False, True]]
+    queries = torch.randn(2, 6, generator=torch.Generator().manual_seed(1))
+    cands = torch.randn(4, 6, generator=torch.Generator().manual_seed(2))
+    cands[3] = cands[1]
+    logits = 20 * F.normalize(queries, dim=-1) @ F.normalize(cands, dim=-1).T
+    expected = F.cross_entropy(
+        torch.stack([logits[0], torch.cat([logits[1, :3], torch.tensor([-torch.inf])])]),
+        torch.tensor([0, 1]),
+    )
+    torch.testing.assert_close(mnrl_loss(queries, cands, exclude=exclude), expected)
+    # A slice of the batch (one rank's share) keeps its questions' classes and exclusions.
+    part = mnrl_loss(queries[1:], cands, offset=1, exclude=candidate_exclusions(rows, gold[1:], 1))
+    torch.testing.assert_close(part, F.cross_entropy(logits[1:, :3], torch.tensor([1])))
 
 
 def test_positive_is_the_best_scoring_gold_chunk():

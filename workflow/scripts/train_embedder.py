@@ -13,6 +13,7 @@ run(
         float(s.wildcards.lr),
         s.params.training,
         s.params.seed,
+        s.input.retrieved,
     ),
     distributed=True,
 )

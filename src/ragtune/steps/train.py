@@ -21,9 +21,11 @@ from ragtune.training import distributed, loop
 from ragtune.training.embedder import (
     batches_without_duplicate_positives,
     cached_mnrl_step,
+    candidate_exclusions,
     choose_positives,
     encode_with_grad,
     gold_rows_by_title,
+    hard_negatives,
     mnrl_loss,
     query_slices,
 )
@@ -62,7 +64,10 @@ def train_embedder(
     lr: float,
     training: dict,
     seed: int,
+    retrieved_path: str | None = None,
 ) -> None:
+    """Ft. Embed for one learning rate. ``retrieved_path``: the base retrieval of the train
+    split, where ``training.embedder.hard_negatives`` are taken from."""
     start = time.time()
     questions = list(read_jsonl(questions_path))
     store, chunks = EmbeddingStore(embedding_shards), ChunkStore(chunk_shards)
@@ -72,11 +77,28 @@ def train_embedder(
     base_vecs = encode(model, [q["question"] for q in questions], 64)
     gold = [[r for t in q["gold_titles"] for r in by_title[t]] for q in questions]
     positives = choose_positives(base_vecs, gold, store)
-    pairs = [(q["question"], p) for q, p in zip(questions, positives, strict=True) if p is not None]
+    cfg = training["embedder"]
+    negatives = [[] for _ in questions]
+    if cfg.get("hard_negatives", 0):
+        if retrieved_path is None:
+            raise ValueError("training.embedder.hard_negatives needs the train split's retrieval")
+        retrieved = {r["qid"]: r["rows"] for r in read_jsonl(retrieved_path)}
+        ranked = [retrieved[q["id"]] for q in questions]
+        negatives = hard_negatives(ranked, gold, cfg["hard_negatives"])
+    # (question, positive row, its gold rows, its hard-negative rows)
+    pairs = [
+        (q["question"], p, g, n)
+        for q, p, g, n in zip(questions, positives, gold, negatives, strict=True)
+        if p is not None
+    ]
     if not pairs:
         raise ValueError(f"{questions_path}: no question has a gold chunk in the corpus")
-    log.info("%d (question, gold chunk) pairs of %d questions", len(pairs), len(questions))
-    cfg = training["embedder"]
+    log.info(
+        "%d (question, gold chunk) pairs of %d questions, %d hard negatives",
+        len(pairs),
+        len(questions),
+        sum(len(p[3]) for p in pairs),
+    )
     batches = batches_without_duplicate_positives(pairs, cfg["batch_size"], seed)
     scale, cached = cfg["scale"], cfg["loss"] == "cached_mnrl"
     # One MNRL batch is one optimizer step. Its questions are cut into one slice per rank, each
@@ -90,14 +112,21 @@ def train_embedder(
         batch, (a, b) = item
         if a == b:  # fewer questions than ranks in this batch
             return torch.zeros(())
-        texts = [t for t, _ in batch[a:b]]
-        pos = torch.from_numpy(store.vectors([r for _, r in batch])).to(model.device)
+        texts = [pair[0] for pair in batch[a:b]]
+        # Candidates: every positive of the batch (column i is question i's), then every hard
+        # negative; none counts as a negative of a question whose gold chunk it is.
+        rows = [pair[1] for pair in batch] + [r for pair in batch for r in pair[3]]
+        cands = torch.from_numpy(store.vectors(rows)).to(model.device)
+        exclude = candidate_exclusions(rows, [pair[2] for pair in batch[a:b]], a)
         # The loop averages its `world` micro-batches; weigh each slice by its share instead.
         share = (b - a) / len(batch)
         if cached:
-            loss = cached_mnrl_step(model, texts, pos, scale, cfg["mini_batch"], a, share)
+            loss = cached_mnrl_step(
+                model, texts, cands, scale, cfg["mini_batch"], a, share, exclude
+            )
             return loss * share * world
-        return mnrl_loss(encode_with_grad(model, texts), pos, scale, a) * share * world
+        query = encode_with_grad(model, texts)
+        return mnrl_loss(query, cands, scale, a, exclude) * share * world
 
     work = _work_dir(out_dir)
     history = loop.train(

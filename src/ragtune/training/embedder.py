@@ -22,14 +22,23 @@ DEFAULT_SCALE = 20.0  # sentence-transformers' MNRL default: cosine x 20 as logi
 
 
 def mnrl_loss(
-    queries: torch.Tensor, positives: torch.Tensor, scale: float = DEFAULT_SCALE, offset: int = 0
+    queries: torch.Tensor,
+    positives: torch.Tensor,
+    scale: float = DEFAULT_SCALE,
+    offset: int = 0,
+    exclude: torch.Tensor | None = None,
 ):
-    """Cross-entropy over ``scale * cos(q_i, p_j)``: each query's own positive is its class.
+    """Cross-entropy over ``scale * cos(q_i, c_j)``: each query's own positive is its class.
 
-    ``queries`` may be a slice of the batch starting at ``offset`` (one rank's share), scored
-    against all the batch's ``positives``: query ``i`` of the slice is row ``offset + i``.
+    The candidates ``c`` are the batch's positives, then any hard negatives: query ``i``'s
+    class is column ``i``. ``queries`` may be a slice of the batch starting at ``offset`` (one
+    rank's share): query ``i`` of the slice is row ``offset + i``. ``exclude`` [queries,
+    candidates], True where a candidate must not count as a negative of that query (a copy of
+    one of its gold chunks).
     """
     logits = scale * F.normalize(queries, dim=-1) @ F.normalize(positives, dim=-1).T
+    if exclude is not None:
+        logits = logits.masked_fill(exclude.to(logits.device), float("-inf"))
     labels = torch.arange(offset, offset + len(queries), device=queries.device)
     return F.cross_entropy(logits, labels)
 
@@ -44,7 +53,7 @@ def encode_with_grad(model, texts: Sequence[str]) -> torch.Tensor:
 
 
 def cached_mnrl_step(
-    model, texts, positives, scale=DEFAULT_SCALE, mini_batch=8, offset=0, weight=1.0
+    model, texts, positives, scale=DEFAULT_SCALE, mini_batch=8, offset=0, weight=1.0, exclude=None
 ):
     """GradCache (Gao et al., 2021), as sentence-transformers' CachedMNRL: the loss sees the
     whole batch, but the encoder's graph is only ever built for ``mini_batch`` questions.
@@ -52,14 +61,14 @@ def cached_mnrl_step(
     Pass 1 embeds every mini-batch without grad and takes the loss's gradient w.r.t. those
     embeddings; pass 2 re-embeds each mini-batch with grad and backpropagates its slice of that
     cached gradient. Returns the (detached) loss; gradients of ``weight * loss`` are already in
-    the encoder. ``offset``: as in :func:`mnrl_loss`.
+    the encoder. ``offset``, ``exclude``: as in :func:`mnrl_loss`.
     """
     slices = [slice(i, i + mini_batch) for i in range(0, len(texts), mini_batch)]
     rng_state = torch.get_rng_state()  # pass 2 must see the same dropout masks as pass 1
     with torch.no_grad():
         reps = torch.cat([encode_with_grad(model, texts[s]) for s in slices])
     reps.requires_grad_(True)
-    loss = mnrl_loss(reps, positives, scale, offset)
+    loss = mnrl_loss(reps, positives, scale, offset, exclude)
     (loss * weight).backward()
     torch.set_rng_state(rng_state)
     for s in slices:
@@ -86,6 +95,32 @@ def choose_positives(
         scores = store.vectors(list(rows)) @ q
         out.append(int(rows[int(np.argmax(scores))]))
     return out
+
+
+def hard_negatives(
+    retrieved_rows: Sequence[Sequence[int]], gold_rows: Sequence[Sequence[int]], n: int
+) -> list[list[int]]:
+    """Per question, its ``n`` best-ranked retrieved rows that are not among its gold rows."""
+    out = []
+    for rows, gold in zip(retrieved_rows, gold_rows, strict=True):
+        gold = set(gold)
+        out.append([r for r in rows if r not in gold][:n])
+    return out
+
+
+def candidate_exclusions(
+    candidates: Sequence[int], gold_rows: Sequence[Sequence[int]], offset: int = 0
+) -> torch.Tensor:
+    """[questions, candidates] True where candidate ``j`` is a gold row of question ``i`` but
+    not its class (column ``offset + i``): a hard negative of one question may be another's
+    gold chunk, and must not be pushed away from it."""
+    mask = torch.zeros((len(gold_rows), len(candidates)), dtype=torch.bool)
+    for i, gold in enumerate(gold_rows):
+        gold = set(gold)
+        for j, row in enumerate(candidates):
+            if row in gold and j != offset + i:
+                mask[i, j] = True
+    return mask
 
 
 def batches_without_duplicate_positives(
