@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import MINILM, MIRROR, report, timed
-from ragtune import models
+from ragtune import models, runtime
 from ragtune.io import read_jsonl
 from ragtune.retrieval.embed import passage_text
 from ragtune.steps.index import embed_shard
@@ -36,7 +36,7 @@ def main() -> None:
                 break
         shard.write_text("".join(json.dumps(c) + "\n" for c in chunks))
         texts = [passage_text(c) for c in chunks]
-        model = models.load_embedder(MINILM, device="cpu")
+        model = models.load_embedder(MINILM, device=runtime.device())
         model.encode(texts[:64], batch_size=args.batch_size)  # warm-up
         bare, ours = [], []
         for _ in range(args.repeats):

@@ -67,7 +67,7 @@ def main(argv=None) -> dict:
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--factory", default="IVF4096,PQ48x4fs")
     p.add_argument("--nprobe", type=int, default=64)
-    p.add_argument("--rescore-factor", type=int, default=20)
+    p.add_argument("--rescore-factor", type=int, default=50)
     p.add_argument("--train-size", type=int, default=200_000)
     args = p.parse_args(argv)
     vectors = synthetic.embeddings(args.n, args.dim)
