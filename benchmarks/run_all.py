@@ -5,6 +5,7 @@ from benchmarks import (
     bench_generation,
     bench_index,
     bench_joint,
+    bench_scaleout,
     bench_training,
     bench_workflow,
 )
@@ -16,6 +17,7 @@ if __name__ == "__main__":
         bench_training,
         bench_joint,
         bench_index,
+        bench_scaleout,
         bench_workflow,
     ):
         bench.main()
