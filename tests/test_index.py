@@ -42,6 +42,43 @@ def test_search_matches_brute_force(store, factory, rescore):
     np.testing.assert_allclose(scores, np.take_along_axis(brute, expected, 1), rtol=1e-5)
 
 
+def test_build_runs_on_the_gpus_when_faiss_has_them(store, monkeypatch):
+    """faiss-gpu's calls, faked on this CPU host: the index is cloned to the GPUs before
+    training, filled there, and comes back to the CPU, equal to a CPU build; an index type
+    without a GPU version is built on the CPU."""
+    import faiss
+
+    s, _ = store
+    cpu = faiss_index.build(s, "IVF8,Flat", train_size=600, add_batch_size=128)
+    calls = []
+
+    def to_gpu(index, options):
+        calls.append(("to_gpu", index.is_trained, index.ntotal, options.useFloat16))
+        return index
+
+    def to_cpu(index):
+        calls.append(("to_cpu", index.is_trained, index.ntotal))
+        return index
+
+    # faiss-cpu has none of the GPU names: they are added for the test.
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2)
+    monkeypatch.setattr(faiss, "GpuMultipleClonerOptions", type("Opts", (), {}), raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", to_gpu, raising=False)
+    monkeypatch.setattr(faiss, "index_gpu_to_cpu", to_cpu, raising=False)
+    built = faiss_index.build(s, "IVF8,Flat", train_size=600, add_batch_size=128)
+    assert calls == [("to_gpu", False, 0, True), ("to_cpu", True, 600)]
+    queries = _unit(np.random.default_rng(1), 5, 32)
+    assert (built.search(queries, 5)[1] == cpu.search(queries, 5)[1]).all()
+
+    def no_gpu_version(index, options):
+        raise RuntimeError("not implemented for this type of index")
+
+    calls.clear()
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", no_gpu_version, raising=False)
+    built = faiss_index.build(s, "HNSW16", train_size=600, add_batch_size=128)
+    assert built.ntotal == 600 and calls == []
+
+
 def test_chunk_store_random_access(tmp_path):
     import json
 
