@@ -42,6 +42,20 @@ def tiny_config(mirror: Path, results: Path, datasets=("hotpotqa",)) -> dict:
     return cfg
 
 
+def mirror_corpus_files(mirror: Path, folder: Path, files: int, per_file: int = 20) -> list[Path]:
+    """The mirror's first Wikipedia records split over ``files`` JSONL files (Hub schema), as a
+    many-file Hub corpus such as MedRAG/wikipedia comes."""
+    import gzip
+    import itertools
+
+    with gzip.open(mirror / "wikipedia/chunks.jsonl.gz", "rt") as fh:
+        lines = list(itertools.islice(fh, files * per_file))
+    paths = [folder / f"part-{i}.jsonl" for i in range(files)]
+    for i, path in enumerate(paths):
+        path.write_text("".join(lines[per_file * i : per_file * (i + 1)]))
+    return paths
+
+
 def write_config(cfg: dict, path: Path) -> Path:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path

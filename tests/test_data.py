@@ -1,5 +1,6 @@
 import pytest
 
+from helpers import mirror_corpus_files
 from ragtune.data.corpus import focus, iter_documents, shard_documents
 from ragtune.data.qa import carve, normalise
 from ragtune.data.sources import load_split
@@ -105,14 +106,7 @@ def _corpus(files, **extra):
 
 def test_shards_of_a_many_file_source_read_only_their_files(mirror, tmp_path):
     """MedRAG/wikipedia comes in many files: each shard job streams its own share of them."""
-    import gzip
-    import itertools
-
-    with gzip.open(mirror / "wikipedia/chunks.jsonl.gz", "rt") as fh:
-        lines = list(itertools.islice(fh, 80))
-    files = [tmp_path / f"part-{i}.jsonl" for i in range(4)]
-    for i, f in enumerate(files):
-        f.write_text("".join(lines[20 * i : 20 * (i + 1)]))
+    files = mirror_corpus_files(mirror, tmp_path, 4)
     whole = [d["id"] for d in iter_documents(_corpus(files))]
     shards = [[d["id"] for d in shard_documents(_corpus(files), i, 2)] for i in range(2)]
     assert shards[0] == whole[:40] and shards[1] == whole[40:]  # files 0-1, then 2-3

@@ -6,8 +6,6 @@ then it runs to the end. Every shard file that was finished before a kill must c
 the later runs untouched, and the last run plans only the jobs whose outputs were missing.
 """
 
-import gzip
-import itertools
 import os
 import re
 import signal
@@ -17,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, SNAKEMAKE, tiny_config, write_config
+from helpers import REPO, SNAKEMAKE, mirror_corpus_files, tiny_config, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -60,11 +58,7 @@ def _run_until(cmd, results: Path, done_glob: str, timeout=300) -> dict[Path, tu
 
 def test_killed_corpus_build_resumes_without_redoing_finished_shards(mirror, tmp_path):
     # Two source files in the Hub's schema, two shards: each download job streams its own file.
-    with gzip.open(mirror / "wikipedia/chunks.jsonl.gz", "rt") as fh:
-        lines = list(itertools.islice(fh, 40))
-    files = [tmp_path / f"wiki-{i}.jsonl" for i in range(2)]
-    for i, f in enumerate(files):
-        f.write_text("".join(lines[20 * i : 20 * (i + 1)]))
+    files = mirror_corpus_files(mirror, tmp_path, 2)
     results = tmp_path / "results"
     cfg = tiny_config(mirror, results)
     cfg["corpus"].update({"focus": None, "shards": 2, "source": {"files": list(map(str, files))}})

@@ -120,10 +120,11 @@ def _buckets(tensors: list[torch.Tensor]) -> Iterable[list[torch.Tensor]]:
         yield run
 
 
-def _all_reduce_flat(tensors: list[torch.Tensor], op) -> None:
+def _flat_collective(tensors: list[torch.Tensor], collective) -> None:
+    """Run ``collective`` on each bucket's flat copy, then copy the result back in place."""
     for bucket in _buckets(tensors):
         flat = torch.cat([t.reshape(-1) for t in bucket])
-        dist.all_reduce(flat, op=op)
+        collective(flat)
         offset = 0
         for t in bucket:
             t.copy_(flat[offset : offset + t.numel()].view_as(t))
@@ -142,7 +143,7 @@ def sum_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    _all_reduce_flat([p.grad for p in params], dist.ReduceOp.SUM)
+    _flat_collective([p.grad for p in params], dist.all_reduce)
 
 
 @torch.no_grad()
@@ -150,13 +151,7 @@ def broadcast_parameters(params: Iterable[torch.nn.Parameter]) -> None:
     """Give every rank rank 0's values (fresh LoRA weights are drawn at random per process)."""
     if world_size() == 1:
         return
-    for bucket in _buckets([p.data for p in params]):
-        flat = torch.cat([t.reshape(-1) for t in bucket])
-        dist.broadcast(flat, src=0)
-        offset = 0
-        for t in bucket:
-            t.copy_(flat[offset : offset + t.numel()].view_as(t))
-            offset += t.numel()
+    _flat_collective([p.data for p in params], lambda flat: dist.broadcast(flat, src=0))
 
 
 def torchrun_command(script: str, n_proc: int, args: Sequence[str] = ()) -> list[str]:
