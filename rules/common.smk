@@ -122,6 +122,12 @@ def index_file(embedder):
     return f"{RESULTS}/corpus/{CORPUS}/index/{embedder}/index.faiss"
 
 
+def store_manifest(embedder):
+    # The chunk and embedding shards as one input: jobs read their paths from it (see
+    # ragtune.retrieval.store.write_manifest for why).
+    return f"{RESULTS}/corpus/{CORPUS}/index/{embedder}/store.json"
+
+
 # ---- models -------------------------------------------------------------------------------
 def embedder_of(pipeline):
     return config["pipelines"][pipeline]["embedder"]

@@ -5,7 +5,7 @@ rule evaluate:
     input:
         questions=f"{RESULTS}/{{dataset}}/qa/{{split}}.jsonl",
         retrieved=retrieval_input,
-        chunks=chunk_shards(),
+        store=lambda wc: store_manifest(embedder_of(wc.pipeline)),
         generator=generator_input,
     output:
         metrics=f"{RESULTS}/{{dataset}}/{{pipeline}}/{{strategy}}/{{lrs}}/{{split}}/metrics.json",

@@ -25,9 +25,11 @@ rule embed_corpus:
 rule build_index:
     input:
         shards=lambda wc: embedding_shards(wc.embedder),
+        chunks=chunk_shards(),
     output:
         index=f"{RESULTS}/corpus/{CORPUS}/index/{{embedder}}/index.faiss",
         info=f"{RESULTS}/corpus/{CORPUS}/index/{{embedder}}/info.json",
+        store=f"{RESULTS}/corpus/{CORPUS}/index/{{embedder}}/store.json",
     log:
         log_path("build_index", CORPUS, "{embedder}"),
     benchmark:

@@ -24,8 +24,7 @@ rule retrieve:
     input:
         questions=f"{RESULTS}/{{dataset}}/qa/{{split}}.jsonl",
         index=lambda wc: index_file(wc.embedder),
-        embeddings=lambda wc: embedding_shards(wc.embedder),
-        chunks=chunk_shards(),
+        store=lambda wc: store_manifest(wc.embedder),
         # A tuned query encoder searches the same index: only the query side was trained.
         query_encoder=query_embedder_input,
     output:

@@ -4,8 +4,7 @@
 rule train_embedder:
     input:
         questions=f"{RESULTS}/{{dataset}}/qa/train.jsonl",
-        embeddings=lambda wc: embedding_shards(wc.embedder),
-        chunks=chunk_shards(),
+        store=lambda wc: store_manifest(wc.embedder),
         # Where training.embedder.hard_negatives come from: the base embedder's top-k.
         retrieved=lambda wc: base_retrieval(wc.dataset, wc.embedder, "train"),
     output:
@@ -37,7 +36,7 @@ rule train_generator:
         retrieved=lambda wc: base_retrieval(
             wc.dataset, embedder_of(wc.pipeline), "train"
         ),
-        chunks=chunk_shards(),
+        store=lambda wc: store_manifest(embedder_of(wc.pipeline)),
         generator=lambda wc: base_generator_inputs(wc.pipeline),
     output:
         adapter=directory(f"{RESULTS}/{{dataset}}/{{pipeline}}/ft_gen/lr{{lr}}/adapter"),
@@ -66,8 +65,7 @@ rule train_joint:
     input:
         questions=f"{RESULTS}/{{dataset}}/qa/train.jsonl",
         index=lambda wc: index_file(embedder_of(wc.pipeline)),
-        embeddings=lambda wc: embedding_shards(embedder_of(wc.pipeline)),
-        chunks=chunk_shards(),
+        store=lambda wc: store_manifest(embedder_of(wc.pipeline)),
         generator=joint_generator_inputs,
     output:
         model=directory(

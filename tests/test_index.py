@@ -96,3 +96,30 @@ def test_chunk_store_random_access(tmp_path):
     assert [c["id"] for c in cs.get_many([5, 0, 3])] == ["1-2", "0-0", "1-0"]
     with pytest.raises(IndexError):
         cs[6]
+
+
+def test_store_manifest_pairs_the_shards_and_names_a_mismatch(tmp_path):
+    import json
+
+    from ragtune.retrieval.store import read_manifest, write_manifest
+
+    chunks, vectors = [], []
+    for shard, rows in enumerate([3, 2]):
+        p = tmp_path / f"shard-{shard:03d}.jsonl"
+        p.write_text("".join(json.dumps({"id": f"{shard}-{i}"}) + "\n" for i in range(rows)))
+        np.save(offsets_path(p), line_offsets(p))
+        npy = tmp_path / f"shard-{shard:03d}.npy"
+        np.save(npy, np.zeros((rows, 4), dtype=np.float16))
+        chunks.append(str(p))
+        vectors.append(str(npy))
+    manifest = tmp_path / "store.json"
+    write_manifest(manifest, chunks, vectors)
+    assert json.loads(manifest.read_text())["rows"] == 5
+    assert read_manifest(manifest) == (vectors, chunks)
+
+    np.save(vectors[1], np.zeros((3, 4), dtype=np.float16))  # a stale embedding shard
+    with pytest.raises(ValueError, match="shard-001.npy holds 3 vectors.*re-run embed_corpus"):
+        write_manifest(manifest, chunks, vectors)
+    (tmp_path / "shard-000.npy").unlink()
+    with pytest.raises(FileNotFoundError, match="shard-000.npy, which is missing"):
+        read_manifest(manifest)

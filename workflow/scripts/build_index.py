@@ -4,6 +4,12 @@ from ragtune.steps.index import build_index
 run(
     snakemake,
     lambda s: build_index(
-        list(s.input.shards), s.output.index, s.output.info, s.params.retrieval, s.params.seed
+        list(s.input.shards),
+        list(s.input.chunks),
+        s.output.index,
+        s.output.info,
+        s.output.store,
+        s.params.retrieval,
+        s.params.seed,
     ),
 )

@@ -1,3 +1,4 @@
+from ragtune.retrieval.store import read_manifest
 from ragtune.runner import run
 from ragtune.steps.evaluate import evaluate
 
@@ -6,7 +7,7 @@ run(
     lambda s: evaluate(
         s.input.questions,
         s.input.retrieved,
-        list(s.input.chunks),
+        read_manifest(s.input.store)[1],
         s.params.generator,
         s.params.generation,
         s.output.metrics,

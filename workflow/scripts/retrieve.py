@@ -1,3 +1,4 @@
+from ragtune.retrieval.store import read_manifest
 from ragtune.runner import run
 from ragtune.steps.qa import retrieve
 
@@ -6,8 +7,7 @@ run(
     lambda s: retrieve(
         s.input.questions,
         s.input.index,
-        list(s.input.embeddings),
-        list(s.input.chunks),
+        *read_manifest(s.input.store),
         s.output[0],
         s.params.embedder,
         s.params.retrieval,

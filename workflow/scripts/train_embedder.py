@@ -1,3 +1,4 @@
+from ragtune.retrieval.store import read_manifest
 from ragtune.runner import run
 from ragtune.steps.train import train_embedder
 
@@ -5,8 +6,7 @@ run(
     snakemake,
     lambda s: train_embedder(
         s.input.questions,
-        list(s.input.embeddings),
-        list(s.input.chunks),
+        *read_manifest(s.input.store),
         s.params.embedder,
         s.output.model,
         s.output.info,

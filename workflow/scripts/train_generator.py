@@ -1,3 +1,4 @@
+from ragtune.retrieval.store import read_manifest
 from ragtune.runner import run
 from ragtune.steps.train import train_generator
 
@@ -6,7 +7,7 @@ run(
     lambda s: train_generator(
         s.input.questions,
         s.input.retrieved,
-        list(s.input.chunks),
+        read_manifest(s.input.store)[1],
         s.params.generator,
         s.output.adapter,
         s.output.info,

@@ -12,7 +12,7 @@ from ragtune import models, runtime
 from ragtune.io import atomic_path, read_jsonl, write_json
 from ragtune.retrieval import index as faiss_index
 from ragtune.retrieval.embed import encode, passage_text
-from ragtune.retrieval.store import EmbeddingStore
+from ragtune.retrieval.store import EmbeddingStore, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,18 @@ def embed_shard(chunks_path: str, out_npy: str, embedder: str, embedding: dict) 
         np.save(fh, vectors.astype(np.float16))
 
 
-def build_index(shards: list[str], out_index: str, out_info: str, retrieval: dict, seed: int):
+def build_index(
+    shards: list[str],
+    chunk_shards: list[str],
+    out_index: str,
+    out_info: str,
+    out_store: str,
+    retrieval: dict,
+    seed: int,
+):
+    """The faiss index over all embedding shards, and the store manifest that downstream rules
+    read the shards from (see :func:`ragtune.retrieval.store.write_manifest`)."""
+    write_manifest(out_store, chunk_shards, shards)
     store = EmbeddingStore(shards)
     start = time.time()
     index = faiss_index.build(
