@@ -80,6 +80,19 @@ def test_focus_keeps_gold_and_a_seeded_sample():
     assert kept == focus(iter(docs), {"t5", "t150"}, distractors=10, seed=3)
 
 
+def test_focus_adds_each_questions_nearest_non_gold_documents():
+    docs = [{"id": str(i), "title": f"t{i}", "text": f"filler text number {i}"} for i in range(50)]
+    docs[7]["text"] = "Marie Curie won the Nobel Prize in Physics"  # gold of the question
+    docs[20]["text"] = "The Nobel Prize in Physics is awarded in Stockholm"
+    docs[33]["text"] = "Pierre Curie shared the Nobel Prize in Physics"
+    question = {"question": "Which Nobel Prize did Marie Curie win?", "gold_titles": ["t7"]}
+    kept = focus(iter(docs), {"t7"}, 0, seed=1, questions=[question], nearest=2)
+    # Only lexically close documents join the gold one, never the unrelated filler.
+    assert [d["title"] for d in kept] == ["t7", "t20", "t33"]
+    with_random = focus(iter(docs), {"t7"}, 5, seed=1, questions=[question], nearest=2)
+    assert len(with_random) == 8 and {"t7", "t20", "t33"} <= {d["title"] for d in with_random}
+
+
 def test_jsonl_roundtrip_is_atomic(tmp_path):
     path = tmp_path / "x.jsonl.gz"
     assert write_jsonl(path, [{"a": 1}, {"b": "é"}]) == 2

@@ -14,10 +14,11 @@ from __future__ import annotations
 import itertools
 import logging
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from ragtune.data.sources import load_split
@@ -63,6 +64,7 @@ def shard_documents(
     count: int,
     gold_titles: set[str] | None = None,
     seed: int = 0,
+    questions: Sequence[dict[str, Any]] = (),
 ) -> Iterator[dict[str, str]]:
     """The documents of shard ``index`` of ``count``.
 
@@ -80,24 +82,44 @@ def shard_documents(
             return documents(open_stream(corpus, (index, count)), corpus)
     docs: Iterable[dict[str, str]] = iter_documents(corpus)
     if corpus.get("focus") is not None:
-        docs = focus(docs, gold_titles or set(), corpus["focus"]["distractors"], seed)
+        spec = corpus["focus"]
+        docs = focus(
+            docs,
+            gold_titles or set(),
+            spec["distractors"],
+            seed,
+            questions=questions,
+            nearest=spec.get("nearest", 0),
+        )
     return itertools.islice(docs, index, None, count)
 
 
 def focus(
-    documents: Iterable[dict[str, Any]], gold_titles: set[str], distractors: int, seed: int
+    documents: Iterable[dict[str, Any]],
+    gold_titles: set[str],
+    distractors: int,
+    seed: int,
+    questions: Sequence[dict[str, Any]] = (),
+    nearest: int = 0,
 ) -> list[dict[str, Any]]:
-    """The gold documents plus ``distractors`` others drawn uniformly (reservoir sampling).
+    """The gold documents, the ``nearest`` hardest distractors of each of ``questions`` (see
+    :func:`nearest_documents`), and ``distractors`` others drawn uniformly (reservoir sampling).
 
     The draw depends only on the seed and the stream's order, so it is reproducible, and the
-    documents keep their order in the source.
+    documents keep their order in the source. Random distractors alone make retrieval easy
+    (they rarely share a topic with any question); the nearest ones make it as hard as
+    HotpotQA's distractor setting. ``nearest`` holds the source in memory: a demo feature.
     """
+    close: set[int] = set()
+    if nearest and questions:
+        documents = list(documents)
+        close = nearest_documents(documents, questions, nearest)
     rng = random.Random(seed)
     kept: list[tuple[int, dict[str, Any]]] = []
     reservoir: list[tuple[int, dict[str, Any]]] = []
     seen_other = 0
     for i, doc in enumerate(documents):
-        if doc["title"] in gold_titles:
+        if doc["title"] in gold_titles or i in close:
             kept.append((i, doc))
             continue
         seen_other += 1
@@ -108,6 +130,35 @@ def focus(
             if j < distractors:
                 reservoir[j] = (i, doc)
     return [doc for _, doc in sorted(kept + reservoir, key=lambda pair: pair[0])]
+
+
+def nearest_documents(
+    documents: Sequence[dict[str, Any]], questions: Sequence[dict[str, Any]], per_question: int
+) -> set[int]:
+    """Indices of the ``per_question`` documents closest to each question by bigram TF-IDF
+    cosine, the question's own gold documents excluded.
+
+    This is how HotpotQA chose the distractor paragraphs of its distractor setting (Yang et
+    al., 2018): lexically close to the question, so that a retriever must do better than
+    match words. TF-IDF rather than the pipeline's embedder keeps the corpus independent of
+    the model under test.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), stop_words="english", sublinear_tf=True)
+    matrix = vectorizer.fit_transform(f"{d['title']} {d['text']}" for d in documents)
+    sims = (vectorizer.transform([q["question"] for q in questions]) @ matrix.T).toarray()
+    chosen: set[int] = set()
+    for q, row in zip(questions, sims, strict=True):
+        gold = set(q["gold_titles"])
+        taken = 0
+        for i in np.argsort(-row, kind="stable"):
+            if taken == per_question:
+                break
+            if documents[i]["title"] not in gold:
+                chosen.add(int(i))
+                taken += 1
+    return chosen
 
 
 def write_shard(documents: Iterable[dict[str, Any]], path: str | Path) -> int:

@@ -27,12 +27,14 @@ def download(
 ) -> None:
     """Stream shard ``index`` of ``count`` of the corpus into ``shard_path``; with
     ``corpus.focus``, the corpus is the gold documents of the questions in ``qa_paths`` plus
-    random distractors."""
-    gold = None
+    distractors."""
+    gold, questions = None, []
     if corpus.get("focus") is not None:
-        gold = {t for path in qa_paths for q in read_jsonl(path) for t in q["gold_titles"]}
+        questions = [q for path in qa_paths for q in read_jsonl(path)]
+        gold = {t for q in questions for t in q["gold_titles"]}
         log.info("focused corpus: the gold documents of %d titles plus distractors", len(gold))
-    n = write_shard(shard_documents(corpus, index, count, gold, seed), shard_path)
+    docs = shard_documents(corpus, index, count, gold, seed, questions=questions)
+    n = write_shard(docs, shard_path)
     log.info("%s: %d documents (shard %d of %d)", Path(shard_path).name, n, index, count)
 
 
