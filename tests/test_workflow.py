@@ -115,7 +115,8 @@ def _train_info(path):
 
 
 def test_table_matches_the_metrics_files(tiny_run):
-    _, results, _ = tiny_run
+    cfg, results, _ = tiny_run
+    k = cfg["retrieval"]["k"]
     table = _table(results)
     # the seven strategies of the paper's Figure 3 x 2 splits, one pipeline, one dataset
     assert len(table) == 14
@@ -128,7 +129,7 @@ def test_table_matches_the_metrics_files(tiny_run):
         assert row["EM"] == metrics["em"]
         assert row["F1"] == pytest.approx(round(100 * sum(p["f1"] for p in preds) / 6, 2))
         assert row["Recall@k"] == pytest.approx(round(100 * sum(p["recall"] for p in preds) / 6, 2))
-        assert row["k"] == 5 and all(len(p["retrieved_titles"]) == 5 for p in preds)
+        assert row["k"] == k and all(len(p["retrieved_titles"]) == k for p in preds)
     md = (results / "tables/averaged.md").read_text()
     assert "2-Phase" in md and "RAG-Tok." in md and "hotpotqa EM" in md
 
