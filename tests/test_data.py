@@ -89,6 +89,9 @@ def test_focus_adds_each_questions_nearest_non_gold_documents():
     kept = focus(iter(docs), {"t7"}, 0, seed=1, questions=[question], nearest=2)
     # Only lexically close documents join the gold one, never the unrelated filler.
     assert [d["title"] for d in kept] == ["t7", "t20", "t33"]
+    # Asked for more neighbours than share a term with the question: no filler is taken.
+    more = focus(iter(docs), {"t7"}, 0, seed=1, questions=[question], nearest=5)
+    assert [d["title"] for d in more] == ["t7", "t20", "t33"]
     with_random = focus(iter(docs), {"t7"}, 5, seed=1, questions=[question], nearest=2)
     assert len(with_random) == 8 and {"t7", "t20", "t33"} <= {d["title"] for d in with_random}
 

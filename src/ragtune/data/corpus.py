@@ -135,8 +135,8 @@ def focus(
 def nearest_documents(
     documents: Sequence[dict[str, Any]], questions: Sequence[dict[str, Any]], per_question: int
 ) -> set[int]:
-    """Indices of the ``per_question`` documents closest to each question by bigram TF-IDF
-    cosine, the question's own gold documents excluded.
+    """Indices of the (at most) ``per_question`` documents closest to each question by bigram
+    TF-IDF cosine, the question's own gold documents and documents with no shared term excluded.
 
     This is how HotpotQA chose the distractor paragraphs of its distractor setting (Yang et
     al., 2018): lexically close to the question, so that a retriever must do better than
@@ -153,7 +153,8 @@ def nearest_documents(
         gold = set(q["gold_titles"])
         taken = 0
         for i in np.argsort(-row, kind="stable"):
-            if taken == per_question:
+            # A document that shares no term with the question is not near it: stop there.
+            if taken == per_question or row[i] <= 0:
                 break
             if documents[i]["title"] not in gold:
                 chosen.add(int(i))
