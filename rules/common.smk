@@ -21,6 +21,10 @@ DATASETS = list(config["datasets"])
 PIPELINES = config["pipelines"]
 EVAL_SPLITS = config["evaluation"]["splits"]
 SPLITS_RE = "train|validation|test"
+# Training reads the base embedder's retrieval of train; every run is evaluated on EVAL_SPLITS.
+BASE_RETRIEVAL_SPLITS = ["train", *EVAL_SPLITS]
+# A tuned query encoder: Ft. Embed's (shared by the embedder's pipelines) or a joint run's.
+TUNED_VARIANT_RE = r"ft_embed/e[^_/]+|[^/]+/(two_phase|rag_seq|rag_tok)/e[^/]+"
 
 
 def fmt_lr(lr):
@@ -80,7 +84,7 @@ wildcard_constraints:
     strategy="|".join([*STRATEGIES, PHASE1]),
     lrs=r"base|e[^_/]+|g[^_/]+|e[^_/]+_g[^_/]+",
     # base, ft_embed/e<lr>, or <pipeline>/<strategy>/<lrs> for a query encoder trained jointly
-    variant=r"base|ft_embed/e[^_/]+|[^/]+/(two_phase|rag_seq|rag_tok)/e[^/]+",
+    variant=f"base|{TUNED_VARIANT_RE}",
     lr=r"[0-9.e+-]+",
 
 

@@ -21,18 +21,50 @@ rule prepare_qa:
 
 
 rule retrieve:
+    # The base embedder's top-k for every split: training reads train, No Ft. and Ft. Gen. are
+    # evaluated on the others. One job per dataset loads the model and the index once.
     input:
-        questions=f"{RESULTS}/{{dataset}}/qa/{{split}}.jsonl",
+        questions=[qa_split("{dataset}", split) for split in BASE_RETRIEVAL_SPLITS],
         index=lambda wc: index_file(wc.embedder),
         store=lambda wc: store_manifest(wc.embedder),
-        # A tuned query encoder searches the same index: only the query side was trained.
+    output:
+        [
+            retrieval_file("{dataset}", "{embedder}", "base", s)
+            for s in BASE_RETRIEVAL_SPLITS
+        ],
+    log:
+        log_path("retrieve", "{dataset}", "{embedder}", "base"),
+    benchmark:
+        bench_path("retrieve", "{dataset}", "{embedder}", "base")
+    conda:
+        CONDA_ENV
+    threads: config["threads"]
+    resources:
+        gpu=gpus("retrieve"),
+    params:
+        embedder=lambda wc: config["embedders"][wc.embedder],
+        retrieval=config["retrieval"],
+    script:
+        "../workflow/scripts/retrieve.py"
+
+
+rule retrieve_tuned:
+    # A tuned query encoder's top-k for the evaluation splits, from the same index: only the
+    # query side was trained. Test is retrieved even for a grid point that will not win: it
+    # costs one more batch of queries, against a second job's start-up for the winner.
+    input:
+        questions=[qa_split("{dataset}", split) for split in EVAL_SPLITS],
+        index=lambda wc: index_file(wc.embedder),
+        store=lambda wc: store_manifest(wc.embedder),
         query_encoder=query_embedder_input,
     output:
-        f"{RESULTS}/{{dataset}}/retrieval/{{embedder}}/{{variant}}/{{split}}.jsonl",
+        [retrieval_file("{dataset}", "{embedder}", "{variant}", s) for s in EVAL_SPLITS],
     log:
-        log_path("retrieve", "{dataset}", "{embedder}", "{variant}", "{split}"),
+        log_path("retrieve_tuned", "{dataset}", "{embedder}", "{variant}"),
     benchmark:
-        bench_path("retrieve", "{dataset}", "{embedder}", "{variant}", "{split}")
+        bench_path("retrieve_tuned", "{dataset}", "{embedder}", "{variant}")
+    wildcard_constraints:
+        variant=TUNED_VARIANT_RE,
     conda:
         CONDA_ENV
     threads: config["threads"]

@@ -36,6 +36,7 @@ def test_every_rule_ran_and_logged(tiny_run):
         "build_index",
         "prepare_qa",
         "retrieve",
+        "retrieve_tuned",
         "evaluate",
         "convert_generator",
         "train_embedder",
@@ -72,15 +73,19 @@ def test_corpus_is_small_sharded_and_consistent(tiny_run):
     assert info["ntotal"] == sum(map(len, chunks)) and info["dim"] == 384
 
 
+def _size(cfg, split, dataset="hotpotqa"):
+    return cfg["datasets"][dataset]["splits"][split]["size"]
+
+
 def test_splits_are_disjoint_with_gold_titles(tiny_run):
-    _, results, _ = tiny_run
+    cfg, results, _ = tiny_run
     for dataset in ("hotpotqa",):
         ids = {}
         for split in ("train", "validation", "test"):
             recs = list(read_jsonl(results / dataset / "qa" / f"{split}.jsonl"))
             assert all(r["gold_titles"] and r["answers"] for r in recs)
             ids[split] = {r["id"] for r in recs}
-        assert [len(v) for v in ids.values()] == [12, 6, 6]
+        assert [len(v) for v in ids.values()] == [_size(cfg, s) for s in ids]
         assert not (ids["train"] & ids["validation"] or ids["validation"] & ids["test"])
 
 
@@ -125,10 +130,11 @@ def test_table_matches_the_metrics_files(tiny_run):
         run = results / row["dataset"] / RUNS / LABELS[row["strategy"]] / _lrs(row) / row["split"]
         metrics = json.loads((run / "metrics.json").read_text())
         preds = list(read_jsonl(run / "predictions.jsonl"))
-        assert row["n"] == metrics["n"] == len(preds) == 6
+        n = _size(cfg, row["split"])
+        assert row["n"] == metrics["n"] == len(preds) == n
         assert row["EM"] == metrics["em"]
-        assert row["F1"] == pytest.approx(round(100 * sum(p["f1"] for p in preds) / 6, 2))
-        assert row["Recall@k"] == pytest.approx(round(100 * sum(p["recall"] for p in preds) / 6, 2))
+        assert row["F1"] == pytest.approx(round(100 * sum(p["f1"] for p in preds) / n, 2))
+        assert row["Recall@k"] == pytest.approx(round(100 * sum(p["recall"] for p in preds) / n, 2))
         assert row["k"] == k and all(len(p["retrieved_titles"]) == k for p in preds)
     md = (results / "tables/averaged.md").read_text()
     assert "2-Phase" in md and "RAG-Tok." in md and "hotpotqa EM" in md
@@ -161,7 +167,7 @@ def test_winner_is_the_argmax_of_recorded_scores(tiny_run):
 
 
 def test_joint_runs_trained_the_right_sides(tiny_run):
-    _, results, _ = tiny_run
+    cfg, results, _ = tiny_run
     lrs = _selected(results, "two_phase")["winner"]
     phase1 = _selected(results, "two_phase_1")["winner"]
     runs = results / "hotpotqa" / RUNS
@@ -176,9 +182,12 @@ def test_joint_runs_trained_the_right_sides(tiny_run):
     assert trained("rag_seq", lrs) == trained("rag_tok", lrs) == {"adapter", "query_encoder"}
     assert _train_info(runs / "rag_seq" / lrs / "train.json")["loss"] == "rag_sequence"
     assert _train_info(runs / "rag_tok" / lrs / "train.json")["loss"] == "rag_token"
-    # a jointly trained query encoder retrieves for its own runs
-    retrieved = results / "hotpotqa/retrieval/minilm" / RUNS / "rag_seq" / lrs / "validation.jsonl"
-    assert len(list(read_jsonl(retrieved))) == 6
+    # a jointly trained query encoder retrieves for its own runs, every evaluation split in
+    # one job
+    retrieval = results / "hotpotqa/retrieval/minilm" / RUNS / "rag_seq" / lrs
+    for split in cfg["evaluation"]["splits"]:
+        retrieved = retrieval / f"{split}.jsonl"
+        assert len(list(read_jsonl(retrieved))) == _size(cfg, split)
 
 
 def _device_hours(results, rule, *parts):

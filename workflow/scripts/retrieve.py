@@ -5,10 +5,10 @@ from ragtune.steps.qa import retrieve
 run(
     snakemake,
     lambda s: retrieve(
-        s.input.questions,
+        list(s.input.questions),
         s.input.index,
         *read_manifest(s.input.store),
-        s.output[0],
+        list(s.output),
         s.params.embedder,
         s.params.retrieval,
     ),

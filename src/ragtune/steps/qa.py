@@ -39,20 +39,22 @@ def prepare_qa(dataset: dict, outputs: dict[str, str], sizes_path: str, seed: in
 
 
 def retrieve(
-    questions_path: str,
+    questions_paths: list[str],
     index_path: str,
     embedding_shards: list[str],
     chunk_shards: list[str],
-    out_path: str,
+    out_paths: list[str],
     embedder: str,
     retrieval: dict,
 ) -> None:
-    """Top-k chunks for every question: ``{qid, chunk_ids, rows, scores}``.
+    """Top-k chunks for every question of each split: ``{qid, chunk_ids, rows, scores}``,
+    ``questions_paths[i]`` into ``out_paths[i]``. The model and the index load once for all.
 
     Scores are exact cosines rescored from the float16 store; ``rows`` are index rows, which
     give random access to the chunk text without an id dictionary.
     """
-    questions = list(read_jsonl(questions_path))
+    if len(questions_paths) != len(out_paths):
+        raise ValueError(f"{len(questions_paths)} question files for {len(out_paths)} outputs")
     model = models.load_embedder(embedder, device=runtime.device())
     index = faiss.read_index(index_path)
     faiss_index.set_search_params(
@@ -65,19 +67,24 @@ def retrieve(
             f"index ({index.ntotal}), embeddings ({len(store)}) and chunks ({len(chunks)}) "
             "disagree on the corpus size; re-run build_index"
         )
-    query_vecs = encode(model, [q["question"] for q in questions], retrieval["query_batch_size"])
-    rows, scores = faiss_index.search(
-        index, store, query_vecs, retrieval["k"], rescore_factor=retrieval["rescore_factor"]
-    )
-    write_jsonl(
-        out_path,
-        (
-            {
-                "qid": q["id"],
-                "chunk_ids": [chunks[int(r)]["id"] for r in rs],
-                "rows": [int(r) for r in rs],
-                "scores": [round(float(s), 6) for s in ss],
-            }
-            for q, rs, ss in zip(questions, rows, scores, strict=True)
-        ),
-    )
+    for questions_path, out_path in zip(questions_paths, out_paths, strict=True):
+        questions = list(read_jsonl(questions_path))
+        query_vecs = encode(
+            model, [q["question"] for q in questions], retrieval["query_batch_size"]
+        )
+        rows, scores = faiss_index.search(
+            index, store, query_vecs, retrieval["k"], rescore_factor=retrieval["rescore_factor"]
+        )
+        write_jsonl(
+            out_path,
+            (
+                {
+                    "qid": q["id"],
+                    "chunk_ids": [chunks[int(r)]["id"] for r in rs],
+                    "rows": [int(r) for r in rs],
+                    "scores": [round(float(s), 6) for s in ss],
+                }
+                for q, rs, ss in zip(questions, rows, scores, strict=True)
+            ),
+        )
+        log.info("%s: top-%d for %d questions", out_path, retrieval["k"], len(questions))
