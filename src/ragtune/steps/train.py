@@ -30,6 +30,7 @@ from ragtune.training.embedder import (
     query_slices,
 )
 from ragtune.training.generator import (
+    LORA_DROPOUT,
     build_example,
     collate,
     generator_loss,
@@ -162,7 +163,9 @@ def train_generator(
     questions = list(read_jsonl(questions_path))
     retrieved = {r["qid"]: r for r in read_jsonl(retrieved_path)}
     chunks = ChunkStore(chunk_shards)
-    model, tokenizer = load_for_training(generator, cfg["quantize"])
+    model, tokenizer = load_for_training(
+        generator, cfg["quantize"], training.get("lora_dropout", LORA_DROPOUT)
+    )
     examples = [
         build_example(
             tokenizer,
@@ -260,7 +263,9 @@ def train_joint(
     query_encoder = models.load_embedder(embedder, device=runtime.device())
     query_encoder.train(embed_lr is not None)
     if gen_lr is not None:
-        gen, tokenizer = load_for_training(generator, cfg.get("quantize", "auto"))
+        gen, tokenizer = load_for_training(
+            generator, cfg.get("quantize", "auto"), training.get("lora_dropout", LORA_DROPOUT)
+        )
         gen.train()
     else:
         gen, tokenizer = load_generator(generator, "auto")

@@ -15,6 +15,8 @@ import torch
 
 # Attention and MLP projections of Llama / Mistral / SmolLM2-style decoders.
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# The paper gives only the rank; QLoRA used this dropout for models of up to 13B.
+LORA_DROPOUT = 0.05
 
 
 @dataclass
@@ -112,7 +114,7 @@ def padding_fraction(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -
     return 1 - real / padded if padded else 0.0
 
 
-def load_for_training(path: str, quantize: str = "auto"):
+def load_for_training(path: str, quantize: str = "auto", lora_dropout: float = LORA_DROPOUT):
     """The base generator with fresh LoRA adapters (r=16) on every projection.
 
     ``quantize``: ``auto`` is 4-bit NF4 with bf16 compute on CUDA (QLoRA, as in the paper) and
@@ -144,6 +146,10 @@ def load_for_training(path: str, quantize: str = "auto"):
     elif cuda:
         model = model.to("cuda")
     lora = LoraConfig(
-        r=16, lora_alpha=32, lora_dropout=0.05, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"
+        r=16,
+        lora_alpha=32,
+        lora_dropout=lora_dropout,
+        target_modules=LORA_TARGETS,
+        task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora), tokenizer
