@@ -5,7 +5,9 @@ micro-batch of questions. The corpus is the questions' own context paragraphs, e
 MiniLM into a flat index. Ft. Gen's step: one prompt per question holding its top-k chunks
 (base retrieval), answer-only NLL. The joint step: encode the questions with gradient, search,
 rescore, k single-chunk prompts per question as one batch, marginal NLL, backward into both
-models. Each side runs in its own fresh process, so that each one's peak RSS is its own.
+models. Step times come from one process that runs the three kinds interleaved, batch by
+batch (the same step timed in separate processes on this 2-core VM drifted by 10-20%); peak RSS
+comes from each kind alone in its own fresh process.
 
 Targets: step time <= 1.3x Ft. Gen's, peak memory <= 1.3x Ft. Gen's.
 """
@@ -67,16 +69,13 @@ def _setup(path, n, k, threads):
     return questions, embedder, generator, tok, retriever
 
 
-def run_step(kind, path, n, k, batch, max_prompt_tokens, rows_per_forward, threads, queue):
+def make_step(kind, parts, max_prompt_tokens, rows_per_forward):
+    """One training step's loss for ``kind`` (ft_gen, rag_token or rag_sequence)."""
     from ragtune.evaluation.prompt import fit_prompt
     from ragtune.training.generator import build_example, collate, generator_loss
     from ragtune.training.joint import joint_loss, query_scores
 
-    questions, embedder, generator, tok, retriever = _setup(path, n, k, threads)
-    generator.train()
-    embedder.train()
-    batches = [questions[a : a + batch] for a in range(0, n, batch)]
-
+    _, embedder, generator, tok, retriever = parts
     if kind == "ft_gen":
         # The prompt Ft. Gen trains on: the question's top-k chunks from the base embedder.
         def step(qs):
@@ -91,32 +90,77 @@ def run_step(kind, path, n, k, batch, max_prompt_tokens, rows_per_forward, threa
                 for q, r in zip(qs, rows, strict=True)
             ]
             return generator_loss(generator, collate(examples, tok.pad_token_id))
-    else:
 
-        def step(qs):
-            return joint_loss(
-                qs,
-                embedder=embedder,
-                generator=generator,
-                tokenizer=tok,
-                retriever=retriever,
-                loss=kind,
-                scale=20.0,
-                max_prompt_tokens=max_prompt_tokens,
-                train_embedder=True,
-                train_generator=True,
-                rows_per_forward=rows_per_forward,
-            )
+        return step
 
-    step(batches[0]).backward()  # warm-up
-    times = []
-    for qs in batches[1:]:
-        start = time.perf_counter()
+    def step(qs):
+        return joint_loss(
+            qs,
+            embedder=embedder,
+            generator=generator,
+            tokenizer=tok,
+            retriever=retriever,
+            loss=kind,
+            scale=20.0,
+            max_prompt_tokens=max_prompt_tokens,
+            train_embedder=True,
+            train_generator=True,
+            rows_per_forward=rows_per_forward,
+        )
+
+    return step
+
+
+KINDS = ("ft_gen", "rag_token", "rag_sequence")
+
+
+def _batches(questions, batch):
+    return [questions[a : a + batch] for a in range(0, len(questions), batch)]
+
+
+def time_interleaved(path, n, k, batch, max_prompt_tokens, rows_per_forward, threads, queue):
+    """All three steps in one process on the same models, interleaved batch by batch in a
+    rotating order, so that a slow patch of the machine hits every kind alike. Returns each
+    kind's median step time and the median over batches of its time / Ft. Gen's."""
+    parts = _setup(path, n, k, threads)
+    questions, embedder, generator = parts[0], parts[1], parts[2]
+    generator.train()
+    embedder.train()
+    steps = {kind: make_step(kind, parts, max_prompt_tokens, rows_per_forward) for kind in KINDS}
+    batches = _batches(questions, batch)
+    for kind in KINDS:  # warm-up
+        steps[kind](batches[0]).backward()
+    times = {kind: [] for kind in KINDS}
+    for i, qs in enumerate(batches[1:]):
+        for kind in KINDS[i % 3 :] + KINDS[: i % 3]:
+            generator.zero_grad(set_to_none=True)
+            embedder.zero_grad(set_to_none=True)
+            start = time.perf_counter()
+            steps[kind](qs).backward()
+            times[kind].append(time.perf_counter() - start)
+    ratios = {
+        kind: float(np.median(np.array(times[kind]) / np.array(times["ft_gen"])))
+        for kind in KINDS[1:]
+    }
+    queue.put(
+        {
+            "step_seconds": {kind: float(np.median(t)) for kind, t in times.items()},
+            "time_ratio": ratios,
+        }
+    )
+
+
+def peak_memory(kind, path, n, k, batch, max_prompt_tokens, rows_per_forward, threads, queue):
+    """One kind alone in a fresh process over every batch: its peak RSS is its own."""
+    parts = _setup(path, n, k, threads)
+    parts[2].train()
+    parts[1].train()
+    step = make_step(kind, parts, max_prompt_tokens, rows_per_forward)
+    for qs in _batches(parts[0], batch):
         step(qs).backward()
-        times.append(time.perf_counter() - start)
-        generator.zero_grad(set_to_none=True)
-        embedder.zero_grad(set_to_none=True)
-    queue.put({"step_seconds": float(np.median(times)), "peak_rss_gb": _peak_rss_gb()})
+        parts[2].zero_grad(set_to_none=True)
+        parts[1].zero_grad(set_to_none=True)
+    queue.put({"peak_rss_gb": _peak_rss_gb()})
 
 
 def main() -> None:
@@ -140,9 +184,8 @@ def main() -> None:
             args.rows_per_forward,
             args.threads,
         )
-        results = {kind: _in_child(run_step, kind, *common) for kind in ("ft_gen", "rag_token")}
-        results["rag_sequence"] = _in_child(run_step, "rag_sequence", *common)
-    base = results["ft_gen"]
+        timing = _in_child(time_interleaved, *common)
+        memory = {kind: _in_child(peak_memory, kind, *common)["peak_rss_gb"] for kind in KINDS}
     report(
         "joint_step",
         {
@@ -150,15 +193,10 @@ def main() -> None:
             "k": args.k,
             "questions_per_step": args.batch,
             "rows_per_forward": args.rows_per_forward,
-            **results,
-            **{
-                f"{kind}_time_ratio": results[kind]["step_seconds"] / base["step_seconds"]
-                for kind in ("rag_token", "rag_sequence")
-            },
-            **{
-                f"{kind}_memory_ratio": results[kind]["peak_rss_gb"] / base["peak_rss_gb"]
-                for kind in ("rag_token", "rag_sequence")
-            },
+            "step_seconds": timing["step_seconds"],
+            "peak_rss_gb": memory,
+            **{f"{kind}_time_ratio": timing["time_ratio"][kind] for kind in KINDS[1:]},
+            **{f"{kind}_memory_ratio": memory[kind] / memory["ft_gen"] for kind in KINDS[1:]},
         },
     )
 
