@@ -101,15 +101,22 @@ def test_hard_negatives_join_the_candidates_but_never_against_a_gold_chunk():
     torch.testing.assert_close(part, F.cross_entropy(logits[1:, :3], torch.tensor([1])))
 
 
-def test_positive_is_the_best_scoring_gold_chunk():
+def test_each_gold_article_gives_its_best_scoring_chunk_as_a_positive():
     class Store:
-        vecs = np.eye(4, dtype=np.float32)
+        vecs = np.eye(5, dtype=np.float32)
 
         def vectors(self, rows):
             return self.vecs[rows]
 
-    q = np.array([[0.1, 0.2, 0.9, 0.0], [1.0, 0.0, 0.0, 0.0]], dtype=np.float32)
-    assert choose_positives(q, [[0, 2], []], Store()) == [2, None]
+    q = np.array(
+        [[0.1, 0.2, 0.9, 0.0, 0.3], [1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0, 0.0]],
+        dtype=np.float32,
+    )
+    # Question 0: article A has chunks 0 and 2, article B chunks 3 and 4. B's best (4) scores
+    # below A's worst-but-one, and is still a positive: it is the second hop.
+    # Question 1 has no gold chunk in the corpus; question 2's second article has none either.
+    articles = [[[0, 2], [3, 4]], [], [[3], []]]
+    assert choose_positives(q, articles, Store()) == [[2, 4], [], [3]]
 
 
 def test_batches_never_repeat_a_positive():

@@ -76,8 +76,9 @@ def train_embedder(
     by_title = gold_rows_by_title(((r, chunks[r]["title"]) for r in range(len(chunks))), wanted)
     model = models.load_embedder(embedder, device=runtime.device())
     base_vecs = encode(model, [q["question"] for q in questions], 64)
-    gold = [[r for t in q["gold_titles"] for r in by_title[t]] for q in questions]
-    positives = choose_positives(base_vecs, gold, store)
+    articles = [[by_title[t] for t in q["gold_titles"]] for q in questions]
+    gold = [[r for rows in a for r in rows] for a in articles]
+    positives = choose_positives(base_vecs, articles, store)
     cfg = training["embedder"]
     negatives = [[] for _ in questions]
     if cfg.get("hard_negatives", 0):
@@ -86,11 +87,11 @@ def train_embedder(
         retrieved = {r["qid"]: r["rows"] for r in read_jsonl(retrieved_path)}
         ranked = [retrieved[q["id"]] for q in questions]
         negatives = hard_negatives(ranked, gold, cfg["hard_negatives"])
-    # (question, positive row, its gold rows, its hard-negative rows)
+    # (question, positive row, its gold rows, its hard-negative rows): one per gold article
     pairs = [
         (q["question"], p, g, n)
-        for q, p, g, n in zip(questions, positives, gold, negatives, strict=True)
-        if p is not None
+        for q, ps, g, n in zip(questions, positives, gold, negatives, strict=True)
+        for p in ps
     ]
     if not pairs:
         raise ValueError(f"{questions_path}: no question has a gold chunk in the corpus")

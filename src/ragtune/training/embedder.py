@@ -5,9 +5,12 @@ from the frozen store, and the other questions' positives in the batch are its n
 index therefore stays valid: nothing is re-encoded or re-indexed after training.
 
 Positive rule: a question may have several gold chunks (HotpotQA has two gold articles, and a
-long article has several chunks). Its positive is the gold chunk that the *base* embedder scores
-highest for it: the most relevant passage of the labelled articles, fixed before training so
-every grid point trains on identical pairs.
+long article has several chunks). Each gold *article* gives the question one positive: that
+article's chunk the *base* embedder scores highest for it, i.e. its most relevant passage, fixed
+before training so every grid point trains on identical pairs. A question with two gold articles
+makes two pairs. Taking only the best-scored gold chunk overall would train HotpotQA's questions
+on the hop the base embedder already finds and never on the second one, which is the gold that
+Recall@k misses; the other article's chunks never count as negatives of their own question.
 """
 
 from __future__ import annotations
@@ -84,16 +87,18 @@ def query_slices(n: int, parts: int) -> list[tuple[int, int]]:
 
 
 def choose_positives(
-    base_query_vecs: np.ndarray, gold_rows: Sequence[Sequence[int]], store
-) -> list[int | None]:
-    """For each question, its gold row with the highest base score (None without gold)."""
-    out: list[int | None] = []
-    for q, rows in zip(base_query_vecs, gold_rows, strict=True):
-        if not rows:
-            out.append(None)
-            continue
-        scores = store.vectors(list(rows)) @ q
-        out.append(int(rows[int(np.argmax(scores))]))
+    base_query_vecs: np.ndarray, gold_rows_by_article: Sequence[Sequence[Sequence[int]]], store
+) -> list[list[int]]:
+    """For each question, one positive per gold article: that article's row with the highest
+    base score. Articles without a chunk in the corpus give none."""
+    out: list[list[int]] = []
+    for q, articles in zip(base_query_vecs, gold_rows_by_article, strict=True):
+        best = []
+        for rows in articles:
+            if rows:
+                scores = store.vectors(list(rows)) @ q
+                best.append(int(rows[int(np.argmax(scores))]))
+        out.append(best)
     return out
 
 
