@@ -29,8 +29,11 @@ run: install
 report: install
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html $(SNAKEMAKE_ARGS)
 
+# One pytest worker per core, each test file on one worker (module fixtures run once). The
+# end-to-end workflow test is ~70% of the suite and leaves a core idle between its serial jobs:
+# the other files run beside it.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 lint: install
 	$(BIN)/ruff check .

@@ -39,9 +39,9 @@ def tiny_config(mirror: Path, results: Path, datasets=("hotpotqa",)) -> dict:
         for split, size in (("train", 8), ("validation", 4), ("test", 4)):
             d["splits"][split]["size"] = size
     cfg["generation"]["max_new_tokens"] = 8
-    cfg["generation"]["max_prompt_tokens"] = 320
-    cfg["training"]["generator"]["max_prompt_tokens"] = 160
-    cfg["training"]["joint"]["max_prompt_tokens"] = 128
+    cfg["generation"]["max_prompt_tokens"] = 192
+    cfg["training"]["generator"]["max_prompt_tokens"] = 128
+    cfg["training"]["joint"]["max_prompt_tokens"] = 96
     cfg["strategies"]["two_phase"]["embed_lrs"] = cfg["strategies"]["two_phase"]["embed_lrs"][-1:]
     return cfg
 

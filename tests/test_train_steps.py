@@ -19,7 +19,7 @@ TRAINING = {
     "generator": {
         "batch_size": 2,
         "effective_batch_size": 2,
-        "max_prompt_tokens": 256,
+        "max_prompt_tokens": 128,
         "quantize": "none",
     },
 }
@@ -172,7 +172,7 @@ JOINT = {
         "batch_size": 2,
         "effective_batch_size": 2,
         "scale": 20.0,
-        "max_prompt_tokens": 160,
+        "max_prompt_tokens": 96,
         "quantize": "none",
     },
 }
@@ -217,14 +217,14 @@ def test_joint_gradients_reach_exactly_the_trained_sides(
         embedder.zero_grad(set_to_none=True)
         generator.zero_grad(set_to_none=True)
         value = joint_loss(
-            questions[:2],
+            questions[:1],
             embedder=embedder,
             generator=generator,
             tokenizer=tok,
             retriever=retriever,
             loss=loss,
             scale=20.0,
-            max_prompt_tokens=160,
+            max_prompt_tokens=96,
             train_embedder=bool(train_embedder),
             train_generator=bool(train_generator),
         )
@@ -254,7 +254,7 @@ def test_joint_training_lowers_its_loss(joint_parts, minilm_spec, smollm_dir, tm
             retriever=retriever,
             loss="rag_token",
             scale=20.0,
-            max_prompt_tokens=128,
+            max_prompt_tokens=96,
             train_embedder=True,
             train_generator=True,
         ),
