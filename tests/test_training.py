@@ -113,7 +113,7 @@ def test_each_gold_article_gives_its_best_scoring_chunk_as_a_positive():
         dtype=np.float32,
     )
     # Question 0: article A has chunks 0 and 2, article B chunks 3 and 4. B's best (4) scores
-    # below A's worst-but-one, and is still a positive: it is the second hop.
+    # below A's best (2), so one positive per question would drop it; it is the second hop.
     # Question 1 has no gold chunk in the corpus; question 2's second article has none either.
     articles = [[[0, 2], [3, 4]], [], [[3], []]]
     assert choose_positives(q, articles, Store()) == [[2, 4], [], [3]]
