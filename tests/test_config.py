@@ -36,6 +36,14 @@ def test_unknown_key_is_rejected(cfg, tmp_path):
     assert out.returncode != 0 and "'topk' was unexpected" in out.text
 
 
+def test_evaluating_without_validation_is_rejected(cfg, tmp_path):
+    # every LR grid is selected on validation; a test-only evaluation could select nothing
+    cfg["evaluation"] = {"splits": ["test"]}
+    out = _dry_run(cfg, tmp_path)
+    assert out.returncode != 0
+    assert "'validation'" in out.text and "splits" in out.text
+
+
 def test_missing_data_file(cfg, tmp_path):
     cfg["datasets"]["popqa"]["source"]["files"]["test"] = "/nowhere/popqa.jsonl.gz"
     out = _dry_run(cfg, tmp_path)

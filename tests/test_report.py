@@ -170,6 +170,17 @@ def test_build_writes_every_table_in_three_formats(entries, tmp_path):
     assert summary.summary(tmp_path / "missing", tmp_path, tmp_path / "r.html") is None
 
 
+def test_a_validation_only_run_writes_every_table_but_test(entries, tmp_path):
+    # evaluation.splits: [validation] (config/gain.yaml) leaves no test runs to tabulate
+    validation = [e for e in entries if e["split"] == "validation"]
+    out = tmp_path / "tables"
+    build.build_tables(validation, out, "config: gain.yaml", "demo", {})
+    assert not list(out.glob("test.*"))
+    for name in ("all_runs", "per_pipeline", "averaged", "cost", "paper_comparison"):
+        assert len(pd.read_csv(out / f"{name}.csv")) > 0
+    assert set(pd.read_csv(out / "all_runs.csv")["split"]) == {"validation"}
+
+
 def test_paper_csv_round_trips_to_the_printed_figure_3():
     data = paper.load()
     fig3 = data[data.figure == 3].set_index(["dataset", "strategy"])

@@ -28,8 +28,9 @@ def build_tables(
     setup: str,
     paper_matches: dict[str, str],
 ) -> tables.Results:
-    """all_runs, per_pipeline, averaged (validation), test, cost and paper_comparison, each
-    as CSV, Markdown and LaTeX, plus jobs.csv: every job behind the tables and its cost.
+    """all_runs, per_pipeline, averaged (validation), test (where evaluated), cost and
+    paper_comparison, each as CSV, Markdown and LaTeX, plus jobs.csv: every job behind the
+    tables and its cost.
     ``caption`` says which config made them; ``setup`` names our models and scale beside the
     paper's."""
     out = Path(out_dir)
@@ -53,16 +54,18 @@ def build_tables(
             ),
             "Validation metrics and time to fine-tune, mean over pipelines (the paper's Figure 3)",
         ),  # fmt: skip
-        "test": (
-            tables.wide(tables.averaged(res.runs, "test"), ["strategy"], ["EM", "F1", recall]),
-            "Held-out test metrics of the runs chosen on validation, mean over pipelines",
-        ),
         "cost": (
             tables.cost(res),
             "Device-hours (GPU-h, or CPU-h x threads on CPU) of the chosen runs and of the "
             "whole LR search: every grid point's training and validation evaluation",
         ),
     }
+    # A config may evaluate on validation only (`evaluation.splits`): then no test table.
+    if (res.runs["split"] == "test").any():
+        views["test"] = (
+            tables.wide(tables.averaged(res.runs, "test"), ["strategy"], ["EM", "F1", recall]),
+            "Held-out test metrics of the runs chosen on validation, mean over pipelines",
+        )
     comp = paper.comparison(
         tables.averaged(res.runs), setup, paper_matches, tables.per_pipeline(res.runs)
     )
