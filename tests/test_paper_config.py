@@ -39,3 +39,20 @@ def test_paper_config_dry_run_plans_full_scale():
     assert counts["evaluate"] == datasets * pipelines * (splits + lrs_embed + lrs_gen + phase1)
     assert "convert_generator" not in counts  # Hub generators load directly
     assert cfg["corpus"]["source"] == {"hub": "MedRAG/wikipedia", "split": "train"}
+
+
+def test_gain_config_plans_only_the_independent_strategies_on_validation():
+    # config/gain.yaml is the README's evidence that Ft. Gen. gains with more data: it must
+    # stay runnable, train no joint model, and never evaluate on the test split.
+    out = snakemake("-n", "--cores", "2", "--configfile", "config/gain.yaml")
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    counts = {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^(\w+)\s+(\d+)$", text.split("Job stats:")[1], re.M)
+    }
+    assert counts["train_embedder"] == counts["train_generator"] == 2
+    assert "train_joint" not in counts
+    # No Ft. plus each grid point, on validation only; Indp. joins once both grids are selected.
+    assert counts["evaluate"] == 1 + 2 + 2
+    assert "/test/" not in text
