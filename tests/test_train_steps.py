@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from sentence_transformers import SentenceTransformer
 
 from ragtune import models
@@ -332,3 +333,18 @@ def test_rows_in_pieces_score_like_one_batch(joint_parts, smollm_dir):
     torch.testing.assert_close(together, plain, atol=2e-4, rtol=1e-4)
     torch.testing.assert_close(one_by_one, together, atol=2e-4, rtol=1e-4)
     torch.testing.assert_close(pairs, together, atol=2e-4, rtol=1e-4)
+
+
+def test_fresh_lora_adapters_follow_the_seed(smollm_dir):
+    # B starts at zero, so a first loss cannot show it: compare the A matrices themselves
+    from ragtune.training.generator import load_for_training
+
+    def lora_a(seed):
+        torch.manual_seed(1000 + seed)  # whatever ran before must not matter
+        model, _ = load_for_training(str(smollm_dir), "none", seed=seed)
+        return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_A" in n}
+
+    first, again, other = lora_a(13), lora_a(13), lora_a(14)
+    assert first and first.keys() == again.keys()
+    assert all(torch.equal(first[n], again[n]) for n in first)
+    assert not any(torch.equal(first[n], other[n]) for n in first)

@@ -165,7 +165,7 @@ def train_generator(
     retrieved = {r["qid"]: r for r in read_jsonl(retrieved_path)}
     chunks = ChunkStore(chunk_shards)
     model, tokenizer = load_for_training(
-        generator, cfg["quantize"], training.get("lora_dropout", LORA_DROPOUT)
+        generator, cfg["quantize"], training.get("lora_dropout", LORA_DROPOUT), seed
     )
     examples = [
         build_example(
@@ -265,7 +265,10 @@ def train_joint(
     query_encoder.train(embed_lr is not None)
     if gen_lr is not None:
         gen, tokenizer = load_for_training(
-            generator, cfg.get("quantize", "auto"), training.get("lora_dropout", LORA_DROPOUT)
+            generator,
+            cfg.get("quantize", "auto"),
+            training.get("lora_dropout", LORA_DROPOUT),
+            seed,
         )
         gen.train()
     else:

@@ -114,8 +114,11 @@ def padding_fraction(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -
     return 1 - real / padded if padded else 0.0
 
 
-def load_for_training(path: str, quantize: str = "auto", lora_dropout: float = LORA_DROPOUT):
-    """The base generator with fresh LoRA adapters (r=16) on every projection.
+def load_for_training(
+    path: str, quantize: str = "auto", lora_dropout: float = LORA_DROPOUT, seed: int = 0
+):
+    """The base generator with fresh LoRA adapters (r=16) on every projection, initialised
+    from ``seed``.
 
     ``quantize``: ``auto`` is 4-bit NF4 with bf16 compute on CUDA (QLoRA, as in the paper) and
     no quantisation on CPU; ``4bit`` forces 4-bit (on CPU with float32 compute, since bf16
@@ -152,4 +155,7 @@ def load_for_training(path: str, quantize: str = "auto", lora_dropout: float = L
         target_modules=LORA_TARGETS,
         task_type="CAUSAL_LM",
     )
+    # LoRA's A matrices start random (B starts at zero, so the first loss hides it): without
+    # a seed here, two runs of one grid point trained different adapters.
+    torch.manual_seed(seed)
     return get_peft_model(model, lora), tokenizer
