@@ -41,10 +41,14 @@ def test_paper_config_dry_run_plans_full_scale():
     assert cfg["corpus"]["source"] == {"hub": "MedRAG/wikipedia", "split": "train"}
 
 
-def test_gain_config_plans_only_the_independent_strategies_on_validation():
+def test_gain_config_plans_only_the_independent_strategies_on_validation(tmp_path):
     # config/gain.yaml is the README's evidence that Ft. Gen. gains with more data: it must
-    # stay runnable, train no joint model, and never evaluate on the test split.
-    out = snakemake("-n", "--cores", "2", "--configfile", "config/gain.yaml")
+    # stay runnable, train no joint model, and never evaluate on the test split. An empty
+    # results folder: a finished run in results/gain would leave nothing to plan.
+    out = snakemake(
+        "-n", "--cores", "2", "--configfile", "config/gain.yaml",
+        "--config", f"results={tmp_path / 'results'}",
+    )  # fmt: skip
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
     counts = {
