@@ -272,10 +272,12 @@ def test_train_joint_writes_what_it_trained(joint_parts, minilm_spec, smollm_dir
 
     from ragtune.steps.train import train_joint
 
-    tmp, _, _ = joint_parts
+    tmp, questions, _ = joint_parts
+    # 4 questions, 2 steps: this checks what is written, not what is learnt.
+    write_jsonl(tmp / "train-4.jsonl", questions[:4])
     common = dict(retrieval=RETRIEVAL, training=JOINT, seed=0, loss="rag_sequence")
     args = (
-        str(tmp / "train.jsonl"),
+        str(tmp / "train-4.jsonl"),
         str(tmp / "index.faiss"),
         [str(tmp / "emb-000.npy")],
         [str(tmp / "shard-000.jsonl")],
@@ -288,7 +290,7 @@ def test_train_joint_writes_what_it_trained(joint_parts, minilm_spec, smollm_dir
     assert {p.name for p in both.iterdir()} == {"query_encoder", "adapter", "loss.csv"}
     assert PeftConfig.from_pretrained(str(both / "adapter")).r == 16
     info = read_json(tmp / "j.json")
-    assert info["steps"] == 4 and np.isfinite(info["final_loss"])
+    assert info["steps"] == 2 and np.isfinite(info["final_loss"])
     assert info["lr"] == {"embedder": 1e-5, "generator": 1e-4}
     # 2-Phase's second phase: the generator above stays frozen, only the query encoder learns
     phase2 = tmp / "phase2"
