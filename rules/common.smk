@@ -5,7 +5,9 @@ import json
 import os
 
 from ragtune import config as ragtune_config
+from ragtune import gpu as ragtune_gpu
 from ragtune import models as ragtune_models
+from ragtune import scheduling as ragtune_scheduling
 from ragtune.report import summary as ragtune_summary
 from ragtune.report import tables as ragtune_tables
 
@@ -99,6 +101,26 @@ def bench_path(rule, *parts):
 
 def gpus(rule):
     return config["resources"][rule]
+
+
+def _global_resource(name):
+    value = workflow.global_resources.get(name)
+    return getattr(value, "value", value)
+
+
+# `--resources gpu=N` of a local run (None on SLURM, where the scheduler counts GPUs): a budget
+# above the node's GPUs fails here, before any job starts and waits for a GPU that is not there.
+GPU_BUDGET = _global_resource("gpu")
+if workflow.is_main_process:
+    ragtune_scheduling.check_gpu_budget(GPU_BUDGET, ragtune_gpu.node_gpu_count())
+
+
+def job_threads(rule):
+    """Threads of a GPU rule's job: config `threads`, capped at its GPUs' share of the node's
+    cores, so that all the node's GPUs can be busy at once."""
+    return ragtune_scheduling.gpu_job_threads(
+        config["threads"], gpus(rule), _global_resource("_cores"), GPU_BUDGET
+    )
 
 
 # ---- corpus -------------------------------------------------------------------------------

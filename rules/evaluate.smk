@@ -20,7 +20,7 @@ rule evaluate:
         )
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: job_threads("evaluate")
     resources:
         gpu=gpus("evaluate"),
     params:

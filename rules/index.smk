@@ -12,7 +12,7 @@ rule embed_corpus:
         bench_path("embed_corpus", CORPUS, "{embedder}", "{shard}")
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: job_threads("embed_corpus")
     resources:
         gpu=gpus("embed_corpus"),
     params:
@@ -36,7 +36,7 @@ rule build_index:
         bench_path("build_index", CORPUS, "{embedder}")
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: job_threads("build_index")
     resources:
         gpu=gpus("build_index"),
     params:

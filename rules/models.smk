@@ -11,7 +11,7 @@ rule convert_generator:
         bench_path("convert_generator", "{generator}")
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: job_threads("convert_generator")
     resources:
         gpu=gpus("convert_generator"),
     params:

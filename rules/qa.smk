@@ -38,7 +38,7 @@ rule retrieve:
         bench_path("retrieve", "{dataset}", "{embedder}", "base")
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: job_threads("retrieve")
     resources:
         gpu=gpus("retrieve"),
     params:
@@ -67,7 +67,7 @@ rule retrieve_tuned:
         variant=TUNED_VARIANT_RE,
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: job_threads("retrieve")
     resources:
         gpu=gpus("retrieve"),
     params:

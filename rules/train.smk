@@ -18,7 +18,7 @@ rule train_embedder:
         bench_path("train_embedder", "{dataset}", "{embedder}", "lr{lr}")
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: job_threads("train_embedder")
     resources:
         gpu=gpus("train_embedder"),
     params:
@@ -47,7 +47,7 @@ rule train_generator:
         bench_path("train_generator", "{dataset}", "{pipeline}", "lr{lr}")
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: job_threads("train_generator")
     resources:
         gpu=gpus("train_generator"),
     params:
@@ -80,7 +80,7 @@ rule train_joint:
         strategy="two_phase_1|two_phase|rag_seq|rag_tok",
     conda:
         CONDA_ENV
-    threads: config["threads"]
+    threads: job_threads("train_joint")
     resources:
         gpu=gpus("train_joint"),
     params:

@@ -82,14 +82,85 @@ def test_lock_is_released_when_holder_is_killed(fake_pool, monkeypatch):
     claim.release()
 
 
-def test_no_claim_under_slurm_or_without_gpus(fake_pool, monkeypatch):
-    monkeypatch.setenv("SLURM_JOB_ID", "42")
-    assert gpu.claim(2).ids == []
-    monkeypatch.delenv("SLURM_JOB_ID")
+def test_jobs_without_a_gpu_see_none(fake_pool, monkeypatch):
+    """gpu: 0, or a host without GPUs: the job is given no GPU at all, so it cannot land on
+    one that the scheduler counts as free."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    assert gpu.claim(0).ids == []
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
     monkeypatch.setenv(gpu.POOL_ENV, "")
     assert gpu.claim(1).ids == []
-    assert "CUDA_VISIBLE_DEVICES" not in os.environ
-    assert gpu.claim(0).ids == []
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_without_nvidia_smi_the_pool_comes_from_the_device_nodes(monkeypatch):
+    monkeypatch.delenv(gpu.POOL_ENV, raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(gpu, "_nvidia_smi_ids", lambda: None)
+    monkeypatch.setattr(
+        gpu.glob, "glob", lambda _: ["/dev/nvidia10", "/dev/nvidia2", "/dev/nvidiactl"]
+    )
+    assert gpu.visible_gpu_ids() == ["2", "10"]
+
+
+def test_slurm_bound_gpus_are_used_as_they_are(fake_pool, monkeypatch):
+    """A job the SLURM executor submitted sees exactly the GPUs it asked for: no lock."""
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv(gpu.POOL_ENV, "3")
+    claim = gpu.claim(1)
+    assert claim.ids == ["3"] and not claim.files
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+
+
+def test_inside_a_slurm_allocation_jobs_claim_distinct_gpus(fake_pool, monkeypatch):
+    """salloc / sbatch + the local profile: each job sees the allocation's 4 GPUs, and two
+    jobs must not both take GPU 0. Locks live in the allocation's own folder."""
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.delenv(gpu.LOCK_DIR_ENV)
+    first, second = _spawn(1, 1.5), _spawn(1, 1.5)
+    ids = {first.stdout.readline().strip(), second.stdout.readline().strip()}
+    for p in (first, second):
+        p.wait(timeout=30)
+    assert len(ids) == 2 and ids <= {"0", "1", "2", "3"}
+    assert gpu.lock_dir().name.endswith("-slurm42")
+    monkeypatch.setenv("SLURM_JOB_ID", "43")
+    assert gpu.lock_dir().name.endswith("-slurm43")
+
+
+RANK_SCRIPT = textwrap.dedent(
+    """
+    import os, subprocess, sys, time
+    from ragtune import gpu
+    if sys.argv[1] == "launcher":
+        gpu.claim(1, timeout=60, poll=0.05)
+        rank = subprocess.Popen([sys.executable, __file__, "rank"], stdout=sys.stdout)
+        time.sleep(60)
+    else:
+        gpu.hold_for_ranks()
+        print("rank", os.getpid(), flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def test_ranks_keep_their_gpus_when_the_launcher_dies(fake_pool, monkeypatch, tmp_path):
+    monkeypatch.setenv(gpu.POOL_ENV, "5")
+    script = tmp_path / "ranks.py"
+    script.write_text(RANK_SCRIPT)
+    launcher = subprocess.Popen(
+        [sys.executable, str(script), "launcher"], stdout=subprocess.PIPE, text=True
+    )
+    rank_pid = int(launcher.stdout.readline().split()[1])
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait(timeout=10)
+    # The launcher's lock is gone, but its rank still computes on GPU 5.
+    with pytest.raises(TimeoutError):
+        gpu.claim(1, timeout=0.5, poll=0.05)
+    os.kill(rank_pid, signal.SIGKILL)
+    time.sleep(0.2)
+    claim = gpu.claim(1, timeout=5, poll=0.05)
+    assert claim.ids == ["5"]
+    claim.release()
 
 
 def test_asking_for_more_gpus_than_visible_is_an_error(fake_pool):

@@ -1,7 +1,9 @@
 """The local 8-GPU and SLURM profiles plan the workflow, and SLURM jobs ask sbatch for GPUs."""
 
+import json
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -107,3 +109,35 @@ def test_slurm_gpu_jobs_ask_sbatch_for_gpus(tiny, slurm_path):
         assert " --gpus=a100:1" in call and " -p gpu " in call
         assert "--cpus-per-gpu=8" in call and "--mem 64000" in call and "-t 240" in call
         assert "--gres" not in call
+
+
+def _sbatch_calls(config: str) -> dict[str, str]:
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tests/render_sbatch.py"), str(REPO), config,
+         str(REPO / "profiles/slurm/profile.yaml")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    return {row["rule"]: row["call"] for row in rows}
+
+
+def test_paper_config_sbatch_calls_put_every_gpu_job_on_the_gpu_partition():
+    """Every rule of the paper config, as the plugin would submit it: no GPU is asked for on
+    a CPU partition, and every rule the config gives a GPU lands on the GPU partition."""
+    paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    calls = _sbatch_calls(str(REPO / "config/paper.yaml"))
+    # Each rule's GPUs come from config `resources`; retrieve_tuned shares retrieve's.
+    gpu_rules = {rule for rule, n in paper["resources"].items() if n}
+    gpu_rules |= {"retrieve_tuned"} if "retrieve" in gpu_rules else set()
+    assert gpu_rules <= set(calls), sorted(gpu_rules - set(calls))
+    for rule, call in calls.items():
+        asks_gpu = "--gpus" in call or "--gres=gpu" in call
+        partition = call.split(" -p ")[1].split()[0]
+        if asks_gpu:
+            assert partition == "gpu", f"{rule} asks for a GPU on partition {partition}: {call}"
+        if rule in gpu_rules:
+            assert asks_gpu and partition == "gpu", f"{rule}: {call}"
+            assert "--cpus-per-gpu" in call and "--cpus-per-task" not in call, call
+        else:
+            assert not asks_gpu, f"{rule} is a CPU rule but asks for a GPU: {call}"

@@ -61,18 +61,23 @@ def run(smk: Any, step: Callable[[Any], None], *, distributed: bool = False) -> 
         log.info("rule %s started", getattr(smk, "rule", "?"))
         try:
             if worker:
-                # The launching process claimed the GPUs and exported CUDA_VISIBLE_DEVICES.
+                from ragtune import gpu
+
+                # The launching process claimed the GPUs and exported CUDA_VISIBLE_DEVICES;
+                # the rank holds them too, so they stay taken should the launcher die.
+                gpu.hold_for_ranks()
                 ddp.init_from_env()
                 try:
                     step(smk)
                 finally:
                     ddp.shutdown()
             else:
-                from ragtune import gpu
+                from ragtune import gpu, runtime
 
                 claim = gpu.claim(n_gpu)
                 if claim.ids:
                     log.info("claimed GPU(s) %s", ",".join(claim.ids))
+                    runtime.check_cuda_usable(claim.ids)
                 if distributed and n_gpu > 1:
                     # This very script again, once per rank.
                     script, args = os.path.abspath(sys.argv[0]), sys.argv[1:]

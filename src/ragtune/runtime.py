@@ -1,23 +1,117 @@
-"""Where a job runs and what it used: device choice and the device record of every metrics file."""
+"""Where a job runs and what it used: device and dtype choice, the check that a claimed GPU is
+usable, and the device record of every metrics file."""
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
+import shutil
+import subprocess
 import sys
 
 import torch
+
+log = logging.getLogger(__name__)
+
+# Where a GPU user gets a torch build for their driver (README, "GPUs").
+TORCH_FIX = (
+    "install the torch build that matches your driver, e.g. "
+    "`make install TORCH_INDEX=https://download.pytorch.org/whl/cu128` (CUDA 12.8 drivers) "
+    "or upgrade the NVIDIA driver; README.md, section 'GPUs', says how to pick"
+)
+
+
+class CudaUnusableError(RuntimeError):
+    """A GPU was claimed, but this torch build cannot run on it."""
 
 
 def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def half_dtype() -> torch.dtype:
+    """The 16-bit compute dtype of this GPU: bfloat16 where it is native (Ampere and newer),
+    float16 elsewhere (V100, T4), where bf16 is emulated or missing."""
+    if torch.cuda.is_bf16_supported(including_emulation=False):
+        return torch.bfloat16
+    return torch.float16
+
+
 def resolve_dtype(name: str) -> torch.dtype:
-    """``auto`` is bfloat16 on CUDA and float32 on CPU, where bf16 matmuls are far slower."""
+    """``auto`` is the GPU's 16-bit dtype on CUDA (:func:`half_dtype`) and float32 on CPU, where
+    bf16 matmuls are far slower. An explicit ``bfloat16`` falls back to float16 on a GPU
+    without native bf16, with a log line."""
     if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    return getattr(torch, name)
+        return half_dtype() if torch.cuda.is_available() else torch.float32
+    dtype = getattr(torch, name)
+    if dtype == torch.bfloat16 and torch.cuda.is_available() and half_dtype() != dtype:
+        log.warning("this GPU has no native bfloat16: using float16 instead")
+        return torch.float16
+    return dtype
+
+
+def _driver_version() -> str:
+    if shutil.which("nvidia-smi") is None:
+        return "unknown (nvidia-smi not found)"
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.split()
+    except (subprocess.SubprocessError, OSError):
+        return "unknown (nvidia-smi failed)"
+    return out[0] if out else "unknown"
+
+
+def _has_kernels(capability: tuple[int, int], arch_list: list[str]) -> bool:
+    """Whether a wheel built for ``arch_list`` (``sm_80``, ``compute_90``, ...) runs on a GPU of
+    ``capability``: a cubin runs on its own major version at an equal or higher minor, and PTX
+    is compiled for any newer GPU."""
+    major, minor = capability
+    for arch in arch_list:
+        kind, _, number = arch.partition("_")
+        digits = "".join(ch for ch in number if ch.isdigit())
+        if not digits:
+            continue
+        a_major, a_minor = int(digits[:-1]), int(digits[-1])
+        if kind == "sm" and a_major == major and a_minor <= minor:
+            return True
+        if kind == "compute" and (a_major, a_minor) <= (major, minor):
+            return True
+    return False
+
+
+def check_cuda_usable(gpu_ids: list[str]) -> None:
+    """Fail fast where this job holds GPUs that torch cannot use: otherwise it would silently
+    train on the CPU (in float32, for days) while the GPUs it claimed sit idle."""
+    if not gpu_ids:
+        return
+    build = torch.version.cuda
+    if build is None:
+        raise CudaUnusableError(
+            f"this job claimed GPU(s) {','.join(gpu_ids)}, but the installed torch "
+            f"{torch.__version__} is a CPU-only build; {TORCH_FIX}"
+        )
+    if not torch.cuda.is_available():
+        raise CudaUnusableError(
+            f"this job claimed GPU(s) {','.join(gpu_ids)}, but torch {torch.__version__} "
+            f"(built for CUDA {build}) cannot use them: NVIDIA driver {_driver_version()} is "
+            f"older than CUDA {build} needs, or no driver is loaded; {TORCH_FIX}"
+        )
+    arch_list = torch.cuda.get_arch_list()
+    for index in range(torch.cuda.device_count()):
+        capability = torch.cuda.get_device_capability(index)
+        if not _has_kernels(capability, arch_list):
+            name = torch.cuda.get_device_name(index)
+            raise CudaUnusableError(
+                f"GPU {index} ({name}, compute capability {capability[0]}.{capability[1]}) has "
+                f"no kernels in torch {torch.__version__} (built for {' '.join(arch_list)}); "
+                f"{TORCH_FIX}"
+            )
 
 
 def peak_rss_mb() -> float:
