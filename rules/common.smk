@@ -15,8 +15,11 @@ from ragtune.report import tables as ragtune_tables
 ragtune_config.check(config)
 
 RESULTS = config["results"]
-# One pinned environment for every rule, for `--sdm conda` users (same pins as pyproject.toml).
-CONDA_ENV = "../envs/ragtune.yaml"
+# One pinned environment for every rule, for `--sdm conda` users (same pins as pyproject.toml):
+# faiss-cpu, or on GPU hosts faiss-gpu of the same version.
+CONDA_ENV = {"cpu": "../envs/ragtune.yaml", "gpu": "../envs/ragtune-gpu.yaml"}[
+    config["conda_env"]
+]
 CORPUS = config["corpus"]["name"]
 SHARDS = [f"{i:03d}" for i in range(config["corpus"]["shards"])]
 DATASETS = list(config["datasets"])

@@ -123,3 +123,18 @@ def test_store_manifest_pairs_the_shards_and_names_a_mismatch(tmp_path):
     (tmp_path / "shard-000.npy").unlink()
     with pytest.raises(FileNotFoundError, match="shard-000.npy, which is missing"):
         read_manifest(manifest)
+
+
+def test_the_index_build_logs_which_faiss_it_uses(store, caplog):
+    import logging
+
+    import faiss
+
+    s, _ = store
+    with caplog.at_level(logging.INFO, logger="ragtune.retrieval.index"):
+        faiss_index.build(s, "Flat", train_size=600, add_batch_size=128)
+    build = faiss_index.faiss_build()
+    assert build["faiss_version"] == faiss.__version__
+    assert build["faiss_package"].startswith("faiss-cpu==") and build["faiss_gpus"] == 0
+    text = caplog.text
+    assert f"faiss {faiss.__version__} from faiss-cpu==" in text and "on the CPU" in text

@@ -8,6 +8,7 @@ found chunk gets, and the training loss never sees quantisation error.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import logging
 
 import faiss
@@ -19,6 +20,25 @@ from ragtune.retrieval.store import EmbeddingStore
 log = logging.getLogger(__name__)
 
 
+FAISS_PACKAGES = ("faiss-gpu", "faiss-cpu", "faiss-gpu-cu12", "faiss-gpu-cu11", "faiss")
+
+
+def faiss_build() -> dict:
+    """Which faiss this process runs: its version, the distribution that installed it, and the
+    GPUs it can use (0 for faiss-cpu, or for faiss-gpu on a host without a usable GPU)."""
+    installed = []
+    for name in FAISS_PACKAGES:
+        try:
+            installed.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return {
+        "faiss_version": faiss.__version__,
+        "faiss_package": ", ".join(installed) or "unknown",
+        "faiss_gpus": faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0,
+    }
+
+
 def to_gpus(index: faiss.Index, factory: str) -> tuple[faiss.Index, bool]:
     """The index on every visible GPU when faiss has GPU support, else the index unchanged.
 
@@ -26,7 +46,15 @@ def to_gpus(index: faiss.Index, factory: str) -> tuple[faiss.Index, bool]:
     and HNSW have none); those are built on the CPU, with a log line that says so. Float16
     lookup tables let GPU IVF-PQ use more than 48 sub-quantizers (paper.yaml's PQ64).
     """
-    if faiss.get_num_gpus() == 0:
+    build = faiss_build()
+    log.info(
+        "faiss %s from %s, %d GPU(s) usable",
+        build["faiss_version"],
+        build["faiss_package"],
+        build["faiss_gpus"],
+    )
+    if build["faiss_gpus"] == 0:
+        log.info("building %s on the CPU (faiss-gpu: `make install DEVICE=gpu`)", factory)
         return index, False
     options = faiss.GpuMultipleClonerOptions()
     options.useFloat16 = True

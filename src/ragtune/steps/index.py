@@ -65,6 +65,7 @@ def build_index(
             "ntotal": int(index.ntotal),
             "dim": store.dim,
             "seconds": round(time.time() - start, 3),
+            **faiss_index.faiss_build(),
             **runtime.device_record(),
         },
     )
