@@ -72,3 +72,57 @@ def test_batched_early_stop_matches_one_at_a_time(generator):
     assert batched == single
     assert "Paris" in batched[0]
     assert all("\n" not in a for a in batched)
+
+
+@pytest.fixture(scope="module")
+def toy_llama(tmp_path_factory):
+    """A tiny random Llama whose tokenizer puts BOS in front of every text (as Llama-3's)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragtune import toy
+
+    folder = toy.save_llama(tmp_path_factory.mktemp("toy") / "llama")
+    tok = AutoTokenizer.from_pretrained(folder)
+    return AutoModelForCausalLM.from_pretrained(folder).eval(), tok
+
+
+def test_training_and_evaluation_give_the_model_its_bos_token(toy_llama):
+    """Llama-3 / Mistral see BOS first in pre-training: the training example and the
+    generation input both start with it, and hold the same prompt tokens."""
+    from ragtune.evaluation.prompt import prompt_ids
+    from ragtune.training.generator import build_example
+
+    model, tok = toy_llama
+    prompts = [build_prompt("Who wrote Hamlet?", [{"title": "Hamlet", "text": "A play."}]),
+               build_prompt("Capital of France?", [{"title": "Paris", "text": "The city."}])]  # fmt: skip
+    example = build_example(tok, prompts[0], "William Shakespeare")
+    assert example.input_ids[0] == tok.bos_token_id
+    assert example.input_ids[1:3] != [tok.bos_token_id] * 2  # once, not twice
+    n_prompt = len(example.input_ids) - sum(example.answer_mask)
+    assert example.input_ids[:n_prompt] == prompt_ids(tok, prompts[0])
+
+    seen = []
+    original = model.generate
+
+    def record(**kwargs):
+        seen.append(kwargs["input_ids"].clone())
+        return original(**kwargs)
+
+    model.generate = record
+    try:
+        generate_answers(model, tok, prompts, batch_size=2, max_new_tokens=2, progress=False)
+    finally:
+        del model.generate
+    (batch,) = seen
+    rows = [row[row != tok.pad_token_id].tolist() for row in batch]
+    assert sorted(rows) == sorted(prompt_ids(tok, p) for p in prompts)
+    assert all(row[0] == tok.bos_token_id for row in rows)
+
+
+def test_fit_prompt_counts_the_bos_token(toy_llama):
+    from ragtune.evaluation.prompt import prompt_ids
+
+    _, tok = toy_llama
+    chunks = [{"title": f"T{i}", "text": "Paris is the capital. " * 20} for i in range(3)]
+    for limit in (60, 61, 97):
+        assert len(prompt_ids(tok, fit_prompt("Who?", chunks, tok, limit))) <= limit

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from tqdm import tqdm
 
+from ragtune.evaluation.prompt import prompt_ids
+
 STOP = "\n"
 
 
@@ -32,15 +34,17 @@ def generate_answers(
     progress: bool = True,
 ) -> list[str]:
     tokenizer.padding_side = "left"
-    lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+    # With the tokenizer's special prefix (BOS), exactly as training tokenized its prompts.
+    encoded = [prompt_ids(tokenizer, p) for p in prompts]
+    lengths = [len(ids) for ids in encoded]
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
     answers: list[str] = [""] * len(prompts)
     stop_kwargs = {"stop_strings": [STOP], "tokenizer": tokenizer} if early_stop else {}
     batches = range(0, len(order), batch_size)
     for a in tqdm(batches, desc="generate", unit="batch", disable=not progress):
         idx = order[a : a + batch_size]
-        enc = tokenizer(
-            [prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
+        enc = tokenizer.pad(
+            {"input_ids": [encoded[i] for i in idx]}, padding=True, return_tensors="pt"
         ).to(model.device)
         out = model.generate(
             **enc,

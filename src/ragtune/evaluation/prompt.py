@@ -27,14 +27,32 @@ def build_prompt(question: str, chunks: Sequence[dict]) -> str:
     return TEMPLATE.format(context=format_context(chunks), question=question)
 
 
+def special_prefix(tokenizer) -> list[int]:
+    """The special tokens the tokenizer puts in front of a text: BOS for Llama-3 and Mistral,
+    nothing for SmolLM2. Only the leading ones: a tokenizer that also appends EOS must not end
+    a prompt with it, since the answer follows."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a", add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return list(full[:start])
+    return []
+
+
+def prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """A prompt's token ids as the model saw them in pre-training: its special prefix, then the
+    text. Training, the joint step and evaluation all tokenize prompts here, so they agree."""
+    return special_prefix(tokenizer) + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
 def fit_prompt(question: str, chunks: Sequence[dict], tokenizer, max_tokens: int) -> str:
     """The prompt, with the context's tail cut so that the whole fits in ``max_tokens``.
 
     Chunks come in rank order, so cutting the tail drops the least relevant text first, and
-    the instruction and question are always kept.
+    the instruction and question are always kept. The count includes the special prefix.
     """
     prompt = build_prompt(question, chunks)
-    n = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    n = len(prompt_ids(tokenizer, prompt))
     if n <= max_tokens:
         return prompt
     context = format_context(chunks)

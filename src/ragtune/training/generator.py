@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ragtune.evaluation.prompt import prompt_ids
+
 # Attention and MLP projections of Llama / Mistral / SmolLM2-style decoders.
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # The paper gives only the rank; QLoRA used this dropout for models of up to 13B.
@@ -26,9 +28,10 @@ class Example:
 
 
 def build_example(tokenizer, prompt: str, answer: str) -> Example:
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    """The prompt with the tokenizer's special prefix (as at evaluation), then the answer."""
+    prompt_part = prompt_ids(tokenizer, prompt)
     answer_ids = tokenizer(answer.strip() + "\n", add_special_tokens=False)["input_ids"]
-    return Example(prompt_ids + answer_ids, [0] * len(prompt_ids) + [1] * len(answer_ids))
+    return Example(prompt_part + answer_ids, [0] * len(prompt_part) + [1] * len(answer_ids))
 
 
 def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
