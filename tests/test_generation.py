@@ -93,8 +93,10 @@ def test_training_and_evaluation_give_the_model_its_bos_token(toy_llama):
     from ragtune.training.generator import build_example
 
     model, tok = toy_llama
-    prompts = [build_prompt("Who wrote Hamlet?", [{"title": "Hamlet", "text": "A play."}]),
-               build_prompt("Capital of France?", [{"title": "Paris", "text": "The city."}])]  # fmt: skip
+    prompts = [
+        build_prompt("Who wrote Hamlet?", [{"title": "Hamlet", "text": "A play."}]),
+        build_prompt("Capital of France?", [{"title": "Paris", "text": "The city."}]),
+    ]
     example = build_example(tok, prompts[0], "William Shakespeare")
     assert example.input_ids[0] == tok.bos_token_id
     assert example.input_ids[1:3] != [tok.bos_token_id] * 2  # once, not twice
