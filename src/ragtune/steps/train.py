@@ -37,6 +37,7 @@ from ragtune.training.generator import (
     length_grouped_batches,
     load_for_training,
     padding_fraction,
+    save_adapter,
 )
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,11 @@ def train_generator(
     retrieved = {r["qid"]: r for r in read_jsonl(retrieved_path)}
     chunks = ChunkStore(chunk_shards)
     model, tokenizer = load_for_training(
-        generator, cfg["quantize"], training.get("lora_dropout", LORA_DROPOUT), seed
+        generator,
+        cfg["quantize"],
+        training.get("lora_dropout", LORA_DROPOUT),
+        seed,
+        training.get("gradient_checkpointing", "auto"),
     )
     examples = [
         build_example(
@@ -208,8 +213,7 @@ def train_generator(
     )
     if distributed.is_main():
         with atomic_path(out_dir, is_dir=True) as tmp:
-            model.save_pretrained(tmp)  # adapter only; adapter_config.json points at the base
-            tokenizer.save_pretrained(tmp)
+            save_adapter(model, tokenizer, tmp)
             (tmp / "loss.csv").write_bytes((work / "loss.csv").read_bytes())
         _write_info(out_info, start, lr, len(examples), history)
     loop.finish(work)
@@ -269,6 +273,7 @@ def train_joint(
             cfg.get("quantize", "auto"),
             training.get("lora_dropout", LORA_DROPOUT),
             seed,
+            training.get("gradient_checkpointing", "auto"),
         )
         gen.train()
     else:
@@ -341,8 +346,7 @@ def train_joint(
             if embed_lr is not None:
                 query_encoder.save(str(tmp / "query_encoder"))
             if gen_lr is not None:
-                gen.save_pretrained(tmp / "adapter")
-                tokenizer.save_pretrained(tmp / "adapter")
+                save_adapter(gen, tokenizer, tmp / "adapter")
             (tmp / "loss.csv").write_bytes((work / "loss.csv").read_bytes())
         _write_info(
             out_info,

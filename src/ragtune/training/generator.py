@@ -117,40 +117,68 @@ def padding_fraction(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -
     return 1 - real / padded if padded else 0.0
 
 
+def use_checkpointing(setting) -> bool:
+    """``training.gradient_checkpointing``: ``auto`` is on where the device is CUDA (an 8B
+    model's saved activations, 11-14 MB per token, would not fit a 24 GB GPU) and off on a CPU,
+    where memory is plentiful and the recompute would cost a third more time."""
+    if setting == "auto":
+        return torch.cuda.is_available()
+    return bool(setting)
+
+
 def load_for_training(
-    path: str, quantize: str = "auto", lora_dropout: float = LORA_DROPOUT, seed: int = 0
+    path: str,
+    quantize: str = "auto",
+    lora_dropout: float = LORA_DROPOUT,
+    seed: int = 0,
+    gradient_checkpointing=False,
 ):
     """The base generator with fresh LoRA adapters (r=16) on every projection, initialised
     from ``seed``.
 
-    ``quantize``: ``auto`` is 4-bit NF4 with bf16 compute on CUDA (QLoRA, as in the paper) and
-    no quantisation on CPU; ``4bit`` forces 4-bit (on CPU with float32 compute, since bf16
-    compute there is ~20x slower); ``none`` never quantises.
+    ``quantize``: ``auto`` is 4-bit NF4 on CUDA (QLoRA, as in the paper), with the GPU's 16-bit
+    compute dtype (bf16, or fp16 where bf16 is not native), and no quantisation on CPU;
+    ``4bit`` forces 4-bit (on CPU with float32 compute, since bf16 compute there is ~20x
+    slower); ``none`` never quantises. ``gradient_checkpointing`` (see
+    :func:`use_checkpointing`) recomputes each decoder layer in the backward pass, non-reentrant
+    (the frozen base's inputs need no gradient for it to reach the adapters).
+
+    The adapter folder records what base it trained on (:data:`BASE_RECORD`), so evaluation
+    can run on the same base.
     """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragtune import runtime
 
     cuda = torch.cuda.is_available()
     four_bit = quantize == "4bit" or (quantize == "auto" and cuda)
+    compute = runtime.half_dtype() if cuda else torch.float32
     kwargs: dict = {}
     if four_bit:
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if cuda else torch.float32,
-        )
+        kwargs["quantization_config"] = nf4_config(compute)
         kwargs["device_map"] = {"": torch.cuda.current_device() if cuda else "cpu"}
     else:
-        kwargs["dtype"] = torch.bfloat16 if cuda else torch.float32
+        kwargs["dtype"] = compute
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    checkpointing = use_checkpointing(gradient_checkpointing)
+    non_reentrant = {"use_reentrant": False}
     if four_bit:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    elif cuda:
-        model = model.to("cuda")
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=checkpointing,
+            gradient_checkpointing_kwargs=non_reentrant,
+        )
+    else:
+        if cuda:
+            model = model.to("cuda")
+        if checkpointing:
+            model.activation_checkpointing_enable(non_reentrant)
+    if checkpointing:
+        model.config.use_cache = False
     lora = LoraConfig(
         r=16,
         lora_alpha=32,
@@ -161,4 +189,36 @@ def load_for_training(
     # LoRA's A matrices start random (B starts at zero, so the first loss hides it): without
     # a seed here, two runs of one grid point trained different adapters.
     torch.manual_seed(seed)
-    return get_peft_model(model, lora), tokenizer
+    peft_model = get_peft_model(model, lora)
+    peft_model.ragtune_base = {
+        "quantization": "nf4" if four_bit else "none",
+        "compute_dtype": str(compute).removeprefix("torch."),
+    }
+    return peft_model, tokenizer
+
+
+# Written into every adapter folder ragtune trains: the base it trained on.
+BASE_RECORD = "ragtune_base.json"
+
+
+def nf4_config(compute_dtype):
+    """QLoRA's quantisation: 4-bit NF4 with double quantisation, ``compute_dtype`` compute."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def save_adapter(model, tokenizer, folder) -> None:
+    """The adapter, its tokenizer and the record of the base it trained on."""
+    import json
+    from pathlib import Path
+
+    model.save_pretrained(folder)  # adapter only; adapter_config.json points at the base
+    tokenizer.save_pretrained(folder)
+    record = getattr(model, "ragtune_base", {"quantization": "none"})
+    (Path(folder) / BASE_RECORD).write_text(json.dumps(record))

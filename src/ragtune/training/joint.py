@@ -20,6 +20,7 @@ gradient, which also saves its activations.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -84,25 +85,75 @@ def shared_prefix_length(examples: Sequence[Example]) -> int:
     return n
 
 
+def _decoder_layers(generator) -> list:
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return [m for m in generator.modules() if isinstance(m, GradientCheckpointingLayer)]
+
+
+def _checkpointing_modules(generator) -> list:
+    """The decoder layers and the model that holds them: both read ``gradient_checkpointing``
+    (the model to turn ``use_cache`` off)."""
+    return [m for m in generator.modules() if "gradient_checkpointing" in m.__dict__]
+
+
+@contextlib.contextmanager
+def _layer_flags(generator, modules=None, **flags):
+    """Set attributes of every decoder layer (or of ``modules``) for one forward pass."""
+    layers = _decoder_layers(generator) if modules is None else modules
+    saved = [{name: layer.__dict__.get(name) for name in flags} for layer in layers]
+    for layer in layers:
+        for name, value in flags.items():
+            setattr(layer, name, value)
+    try:
+        yield
+    finally:
+        for layer, old in zip(layers, saved, strict=True):
+            for name, value in old.items():
+                if value is None:
+                    layer.__dict__.pop(name, None)  # back to the class default
+                else:
+                    setattr(layer, name, value)
+
+
 def _prefix_cache(generator, ids: list[int]):
-    """Keys and values of the shared prefix, one row, with the autograd graph kept."""
+    """Keys and values of the shared prefix, one row, with the autograd graph kept. Computed
+    without checkpointing (a checkpointed layer keeps no cache); one short row saves little."""
     device = next(generator.parameters()).device
-    out = generator(input_ids=torch.tensor([ids], device=device), use_cache=True, logits_to_keep=1)
+    with _layer_flags(generator, _checkpointing_modules(generator), gradient_checkpointing=False):
+        out = generator(
+            input_ids=torch.tensor([ids], device=device), use_cache=True, logits_to_keep=1
+        )
     return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+
+
+def _shared_prefix_cache(layers):
+    """A cache holding the shared prefix that every layer reads in front of its own keys and
+    values, and that none extends: a checkpointed layer's recompute then reads exactly what
+    its forward pass read (a ``DynamicCache`` would have grown by the suffix in between)."""
+    from transformers import DynamicCache
+
+    class SharedPrefix(DynamicCache):
+        def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+            prefix = self.layers[layer_idx]
+            return (
+                torch.cat([prefix.keys, key_states], dim=-2),
+                torch.cat([prefix.values, value_states], dim=-2),
+            )
+
+    return SharedPrefix(ddp_cache_data=layers)
 
 
 def _with_prefix(batch, prefix_kv, length: int):
     """Model kwargs that put the cached prefix in front of a batch of suffixes."""
-    from transformers import DynamicCache
-
     n = batch["input_ids"].shape[0]
     batch = dict(batch)
     batch["attention_mask"] = torch.cat(
         [torch.ones(n, length, dtype=batch["attention_mask"].dtype), batch["attention_mask"]], 1
     )
     batch["position_ids"] = batch["position_ids"] + length
-    cache = DynamicCache(
-        ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv]
+    cache = _shared_prefix_cache(
+        [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv]
     )
     return batch, {"past_key_values": cache}
 
@@ -125,7 +176,10 @@ def answer_logprobs_by_row(generator, examples, pad_id: int, rows_per_forward: i
         batch, kwargs = collate(suffixes, pad_id), {}
         if prefix_kv is not None:
             batch, kwargs = _with_prefix(batch, prefix_kv, prefix)
-        logp = answer_token_logprobs(generator, batch, **kwargs)
+        # The prefix cache is read-only, so checkpointed layers may keep it (transformers drops
+        # a layer's cache under checkpointing unless the layer says it only reads it).
+        with _layer_flags(generator, _can_checkpoint_with_cache=True):
+            logp = answer_token_logprobs(generator, batch, **kwargs)
         pieces.append(torch.nn.functional.pad(logp, (width - logp.shape[1], 0)))
         index += part
     stacked = torch.cat(pieces)
