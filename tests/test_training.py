@@ -229,3 +229,76 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     with pytest.raises(loop.NonFiniteLossError, match="nothing was saved"):
         _tiny_run(tmp_path, lr=1e30)
+
+
+class FakeGpuGenerator:
+    """A GPU's random generator, as torch.cuda exposes it: a state one can get and set."""
+
+    def __init__(self):
+        self.state = torch.tensor([5], dtype=torch.uint8)
+
+    def get(self, device=None):
+        return self.state.clone()
+
+    def set(self, state, device=None):
+        self.state = state.clone()
+
+    def draw_mask(self, shape):
+        """Dropout on the GPU: the mask depends on (and advances) this generator only."""
+        gen = torch.Generator().manual_seed(int(self.state[0]))
+        self.state = self.state + 1
+        return (torch.rand(shape, generator=gen) > 0.3).float() / 0.7
+
+
+@pytest.fixture
+def fake_gpu_rng(monkeypatch):
+    gpu = FakeGpuGenerator()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", gpu.get)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", gpu.set)
+    return gpu
+
+
+def test_cached_mnrl_replays_the_gpu_dropout_masks(fake_gpu_rng):
+    """With dropout drawn on the GPU, GradCache's second pass must draw pass 1's masks, or its
+    gradient is not MNRL's."""
+
+    class GpuDropoutEncoder(TinyEncoder):
+        def forward(self, features):
+            out = self.proj(features["x"])
+            return {"sentence_embedding": out * fake_gpu_rng.draw_mask(out.shape)}
+
+    texts = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
+    stored = torch.randn(6, 6, generator=torch.Generator().manual_seed(3))
+    start = fake_gpu_rng.get()
+    plain = GpuDropoutEncoder()
+    mnrl_loss(torch.cat([encode_with_grad(plain, texts[i : i + 2]) for i in (0, 2, 4)]),
+              stored).backward()  # fmt: skip
+    fake_gpu_rng.set(start)
+    cached = GpuDropoutEncoder()
+    cached_mnrl_step(cached, texts, stored, mini_batch=2)
+    torch.testing.assert_close(cached.proj.weight.grad, plain.proj.weight.grad)
+
+
+def test_checkpoints_keep_the_gpu_random_state_and_load_onto_the_cpu(
+    tmp_path, fake_gpu_rng, monkeypatch
+):
+    from ragtune.training import rng
+
+    fake_gpu_rng.set(torch.tensor([42], dtype=torch.uint8))
+    state = rng.snapshot()
+    assert int(state["cuda"][0]) == 42
+    fake_gpu_rng.set(torch.tensor([7], dtype=torch.uint8))
+    rng.restore(state)
+    assert int(fake_gpu_rng.get()[0]) == 42
+
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(k) or real_load(*a, **k))
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_run(tmp_path, stop_at=9)
+    saved = real_load(tmp_path / loop.CHECKPOINT, weights_only=False)
+    assert set(saved["torch_rng"][0]) == {"cpu", "cuda"}
+    _tiny_run(tmp_path)
+    assert loads and loads[0]["map_location"] == "cpu"

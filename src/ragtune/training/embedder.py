@@ -66,14 +66,17 @@ def cached_mnrl_step(
     cached gradient. Returns the (detached) loss; gradients of ``weight * loss`` are already in
     the encoder. ``offset``, ``exclude``: as in :func:`mnrl_loss`.
     """
+    from ragtune.training import rng
+
     slices = [slice(i, i + mini_batch) for i in range(0, len(texts), mini_batch)]
-    rng_state = torch.get_rng_state()  # pass 2 must see the same dropout masks as pass 1
+    # Pass 2 must draw the dropout masks of pass 1, from the GPU's generator on CUDA too.
+    rng_state = rng.snapshot()
     with torch.no_grad():
         reps = torch.cat([encode_with_grad(model, texts[s]) for s in slices])
     reps.requires_grad_(True)
     loss = mnrl_loss(reps, positives, scale, offset, exclude)
     (loss * weight).backward()
-    torch.set_rng_state(rng_state)
+    rng.restore(rng_state)
     for s in slices:
         encode_with_grad(model, texts[s]).backward(reps.grad[s])
     return loss.detach()

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from ragtune.io import atomic_path
-from ragtune.training import distributed
+from ragtune.training import distributed, rng
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +96,17 @@ def train(
     done = 0  # micro-batches processed (by all ranks together)
     ckpt = work_dir / CHECKPOINT
     if ckpt.exists():
-        saved = torch.load(ckpt, weights_only=False)
+        # Onto the CPU: every tensor is copied into its parameter's (or optimizer state's)
+        # device by load_state_dict, and without it every DDP rank would load onto GPU 0.
+        saved = torch.load(ckpt, weights_only=False, map_location="cpu")
         if load_state:
             load_state(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         history, done = saved["history"], saved["done"]
-        rng = saved["torch_rng"]
-        if len(rng) == world:
-            torch.set_rng_state(rng[rank])
+        states = saved["torch_rng"]
+        if len(states) == world:
+            rng.restore(states[rank])
         else:  # resumed on another number of ranks: dropout masks cannot be replayed
             seed_everything(cfg.seed + rank + done)
         log.info("resumed from %s at micro-batch %d of %d", ckpt, done, len(batches) * cfg.epochs)
@@ -114,7 +116,7 @@ def train(
     distributed.broadcast_parameters(params)
 
     def save() -> None:
-        rng = distributed.gather_objects(torch.get_rng_state())
+        states = distributed.gather_objects(rng.snapshot())
         if rank != 0:
             return
         with atomic_path(ckpt) as tmp:
@@ -123,7 +125,7 @@ def train(
                     "model": state() if state else {},
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "torch_rng": rng,
+                    "torch_rng": states,
                     "history": history,
                     "done": done,
                 },
