@@ -1,5 +1,7 @@
 """Training building blocks on small tensors and tiny models (CPU, seconds)."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -302,3 +304,31 @@ def test_checkpoints_keep_the_gpu_random_state_and_load_onto_the_cpu(
     assert set(saved["torch_rng"][0]) == {"cpu", "cuda"}
     _tiny_run(tmp_path)
     assert loads and loads[0]["map_location"] == "cpu"
+
+
+def test_loss_scaling_changes_no_update_and_is_checkpointed(tmp_path, monkeypatch):
+    """float16 compute trains with dynamic loss scaling: the updates are those of the plain
+    run (the scale is undone before clipping), and a resumed run keeps the scale."""
+    plain_model, plain = _tiny_run(tmp_path / "plain")
+    monkeypatch.setattr(loop, "LoopConfig", functools.partial(loop.LoopConfig, loss_scaling=True))
+    scaled_model, scaled = _tiny_run(tmp_path / "scaled")
+    assert [h["loss"] for h in scaled] == pytest.approx([h["loss"] for h in plain], rel=1e-5)
+    for a, b in zip(plain_model.parameters(), scaled_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_run(tmp_path / "killed", stop_at=9)
+    saved = torch.load(tmp_path / "killed" / loop.CHECKPOINT, weights_only=False)
+    assert saved["scaler"]["scale"] > 1
+
+
+def test_float16_compute_turns_loss_scaling_on():
+    from types import SimpleNamespace
+
+    from ragtune.steps.train import _loop_config
+
+    training = {"warmup_ratio": 0.1, "checkpoint_every": 5}
+    fp16 = SimpleNamespace(ragtune_base={"compute_dtype": "float16"})
+    bf16 = SimpleNamespace(ragtune_base={"compute_dtype": "bfloat16"})
+    assert _loop_config(training, 0, generator=fp16).loss_scaling
+    assert not _loop_config(training, 0, generator=bf16).loss_scaling
+    assert not _loop_config(training, 0).loss_scaling

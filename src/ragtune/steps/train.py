@@ -47,12 +47,16 @@ def _work_dir(out_dir: str) -> Path:
     return Path(str(out_dir).rstrip("/") + ".ckpt")
 
 
-def _loop_config(training: dict, seed: int, grad_accum: int = 1) -> loop.LoopConfig:
+def _loop_config(training: dict, seed: int, grad_accum: int = 1, generator=None) -> loop.LoopConfig:
+    """``generator``: the trained generator, if any; float16 compute (a GPU without native
+    bf16) turns on loss scaling."""
+    compute = (getattr(generator, "ragtune_base", None) or {}).get("compute_dtype")
     return loop.LoopConfig(
         grad_accum=grad_accum,
         warmup_ratio=training["warmup_ratio"],
         checkpoint_every=training["checkpoint_every"],
         seed=seed,
+        loss_scaling=compute == "float16",
     )
 
 
@@ -207,7 +211,7 @@ def train_generator(
         lambda b: generator_loss(model, b),
         [{"params": trainable, "lr": lr}],
         work,
-        _loop_config(training, seed, grad_accum),
+        _loop_config(training, seed, grad_accum, generator=model),
         state=lora_state,
         load_state=lambda s: model.load_state_dict(s, strict=False),
     )
@@ -337,7 +341,7 @@ def train_joint(
         loss_fn,
         groups,
         work,
-        _loop_config(training, seed, accum),
+        _loop_config(training, seed, accum, generator=gen if gen_lr is not None else None),
         state=state,
         load_state=load_state,
     )

@@ -46,6 +46,9 @@ class LoopConfig:
     checkpoint_every: int = 50  # optimizer steps
     max_grad_norm: float | None = 1.0
     seed: int = 0
+    # Dynamic loss scaling, for float16 compute (GPUs without native bf16): float16 gradients
+    # of a small loss underflow to zero without it.
+    loss_scaling: bool = False
 
 
 def seed_everything(seed: int) -> None:
@@ -92,6 +95,8 @@ def train(
     steps_per_epoch = math.ceil(len(batches) / cfg.grad_accum)
     total = steps_per_epoch * cfg.epochs
     scheduler = linear_schedule(optimizer, total, int(cfg.warmup_ratio * total))
+    device_type = params[0].device.type if params else "cpu"
+    scaler = torch.amp.GradScaler(device_type, enabled=cfg.loss_scaling)
     history: list[dict] = []
     done = 0  # micro-batches processed (by all ranks together)
     ckpt = work_dir / CHECKPOINT
@@ -103,6 +108,8 @@ def train(
             load_state(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
+        if saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
         history, done = saved["history"], saved["done"]
         states = saved["torch_rng"]
         if len(states) == world:
@@ -125,6 +132,7 @@ def train(
                     "model": state() if state else {},
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
                     "torch_rng": states,
                     "history": history,
                     "done": done,
@@ -147,16 +155,19 @@ def train(
             # A loss that needs no grad was already backpropagated by its strategy (the cached
             # MNRL does its own two-pass backward); the loop only steps the optimizer for it.
             if loss.requires_grad:
-                (loss / cfg.grad_accum).backward()
+                scaler.scale(loss / cfg.grad_accum).backward()
             running += loss.item() / cfg.grad_accum
         done += 1
         bar.update(1)
         if done % cfg.grad_accum == 0 or done == n_micro:
             distributed.sum_gradients(params)
             running = distributed.sum_scalar(running)
+            # Summed first, so every rank sees the same overflow and skips the same steps.
+            scaler.unscale_(optimizer)
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step = len(history) + 1
