@@ -3,11 +3,13 @@
 import hashlib
 import json
 import os
+from pathlib import Path
 
 from ragtune import config as ragtune_config
 from ragtune import gpu as ragtune_gpu
 from ragtune import models as ragtune_models
 from ragtune import scheduling as ragtune_scheduling
+from ragtune.memory import plan as ragtune_memory_plan
 from ragtune.report import summary as ragtune_summary
 from ragtune.report import tables as ragtune_tables
 
@@ -116,6 +118,21 @@ def _global_resource(name):
 GPU_BUDGET = _global_resource("gpu")
 if workflow.is_main_process:
     ragtune_scheduling.check_gpu_budget(GPU_BUDGET, ragtune_gpu.node_gpu_count())
+
+
+# Every GPU job's memory, estimated from its model's architecture and the configured shapes,
+# against its GPU (resources.gpu_memory_gb, or the profile's gpu_memory_gb per rule): a job that
+# would run out of memory fails the plan here, not hours into a queue.
+if workflow.is_main_process:
+    MEMORY_PLAN = ragtune_memory_plan.check(
+        config,
+        {
+            name: res["gpu_memory_gb"]
+            for name, res in workflow.resource_settings.overwrite_resources.items()
+            if "gpu_memory_gb" in res
+        },
+        cache_dir=Path(".snakemake") / "ragtune-memory-plan",
+    )
 
 
 def job_threads(rule):

@@ -73,7 +73,8 @@ def save_llama(folder, seed: int = 0, **overrides):
 
     tok = tokenizer()
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(llama_config(len(tok), **overrides))
+    vocab = overrides.pop("vocab_size", len(tok))  # a larger table only adds unused rows
+    model = LlamaForCausalLM(llama_config(vocab, **overrides))
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder

@@ -14,11 +14,7 @@ import numpy as np
 import torch
 
 from ragtune.evaluation.prompt import prompt_ids
-
-# Attention and MLP projections of Llama / Mistral / SmolLM2-style decoders.
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-# The paper gives only the rank; QLoRA used this dropout for models of up to 13B.
-LORA_DROPOUT = 0.05
+from ragtune.training.lora import LORA_DROPOUT, LORA_RANK, LORA_TARGETS  # noqa: F401
 
 
 @dataclass
@@ -180,8 +176,8 @@ def load_for_training(
     if checkpointing:
         model.config.use_cache = False
     lora = LoraConfig(
-        r=16,
-        lora_alpha=32,
+        r=LORA_RANK,
+        lora_alpha=2 * LORA_RANK,
         lora_dropout=lora_dropout,
         target_modules=LORA_TARGETS,
         task_type="CAUSAL_LM",
