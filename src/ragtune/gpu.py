@@ -62,12 +62,14 @@ def lock_dir() -> Path:
     return path
 
 
-def _nvidia_smi_ids() -> list[str] | None:
+def nvidia_smi(field: str) -> list[str] | None:
+    """One ``nvidia-smi --query-gpu`` field of every GPU, or None where nvidia-smi is missing
+    or fails. It reads the driver, not CUDA, so it is safe before CUDA starts."""
     if shutil.which("nvidia-smi") is None:
         return None
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            ["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -76,6 +78,10 @@ def _nvidia_smi_ids() -> list[str] | None:
     except (subprocess.SubprocessError, OSError):
         return None
     return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def _nvidia_smi_ids() -> list[str] | None:
+    return nvidia_smi("index")
 
 
 def _device_node_ids() -> list[str]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import resource
-import shutil
-import subprocess
 import sys
 
 import torch
@@ -52,19 +50,10 @@ def resolve_dtype(name: str) -> torch.dtype:
 
 
 def _driver_version() -> str:
-    if shutil.which("nvidia-smi") is None:
-        return "unknown (nvidia-smi not found)"
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout.split()
-    except (subprocess.SubprocessError, OSError):
-        return "unknown (nvidia-smi failed)"
-    return out[0] if out else "unknown"
+    from ragtune.gpu import nvidia_smi
+
+    versions = nvidia_smi("driver_version")
+    return versions[0] if versions else "unknown (nvidia-smi missing or failing)"
 
 
 def _has_kernels(capability: tuple[int, int], arch_list: list[str]) -> bool:

@@ -19,6 +19,7 @@ import torch
 
 from ragtune.memory import meta
 from ragtune.memory.result import ANSWER_TOKENS, CUDA_CONTEXT_BYTES, NF4_BITS, Estimate
+from ragtune.training.lora import lora_config
 
 
 def _torch_dtype(dtype) -> torch.dtype:
@@ -140,7 +141,7 @@ def generator_training(
     ``joint_k``, the joint step's RAG-Token marginal over ``rows`` = questions x k
     single-chunk prompts, their shared ``prefix_tokens`` run once, the rest in pieces of
     ``rows_per_forward`` (see :func:`ragtune.training.joint.answer_logprobs_by_row`)."""
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     from ragtune.training.generator import collate, generator_loss
     from ragtune.training.joint import answer_logprobs_by_row
@@ -156,13 +157,7 @@ def generator_training(
     if checkpointing:
         model.activation_checkpointing_enable({"use_reentrant": False})
         model.config.use_cache = False
-    lora = LoraConfig(
-        r=lora_rank,
-        lora_alpha=2 * lora_rank,
-        lora_dropout=lora_dropout,
-        target_modules=lora_targets,
-        task_type="CAUSAL_LM",
-    )
+    lora = lora_config(lora_dropout, lora_rank, lora_targets)
     model = get_peft_model(model, lora)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ragtune.evaluation.prompt import prompt_ids
-from ragtune.training.lora import LORA_DROPOUT, LORA_RANK, LORA_TARGETS  # noqa: F401
+from ragtune.training.lora import LORA_DROPOUT, LORA_TARGETS, lora_config  # noqa: F401
 
 
 @dataclass
@@ -142,7 +142,7 @@ def load_for_training(
     The adapter folder records what base it trained on (:data:`BASE_RECORD`), so evaluation
     can run on the same base.
     """
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ragtune import runtime
@@ -175,13 +175,7 @@ def load_for_training(
             model.activation_checkpointing_enable(non_reentrant)
     if checkpointing:
         model.config.use_cache = False
-    lora = LoraConfig(
-        r=LORA_RANK,
-        lora_alpha=2 * LORA_RANK,
-        lora_dropout=lora_dropout,
-        target_modules=LORA_TARGETS,
-        task_type="CAUSAL_LM",
-    )
+    lora = lora_config(lora_dropout)
     # LoRA's A matrices start random (B starts at zero, so the first loss hides it): without
     # a seed here, two runs of one grid point trained different adapters.
     torch.manual_seed(seed)

@@ -6,3 +6,16 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 LORA_RANK = 16
 # The paper gives only the rank; QLoRA used this dropout for models of up to 13B.
 LORA_DROPOUT = 0.05
+
+
+def lora_config(dropout: float = LORA_DROPOUT, rank: int = LORA_RANK, targets=None):
+    """peft's ``LoraConfig`` of ragtune's adapters (alpha = 2 x rank, every projection)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        lora_dropout=dropout,
+        target_modules=list(targets or LORA_TARGETS),
+        task_type="CAUSAL_LM",
+    )
