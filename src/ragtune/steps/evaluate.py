@@ -36,13 +36,17 @@ def load_generator(path: str, dtype: str, lora_base: str = "auto", quantize: str
     tokenizer = AutoTokenizer.from_pretrained(resolved.location, **resolved.pretrained_kwargs())
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    import torch
+
+    cuda = torch.cuda.is_available()
     compute = runtime.resolve_dtype(dtype)
     kwargs = dict(resolved.pretrained_kwargs())
     if quantize == "nf4":
         from ragtune.training.generator import nf4_config
 
         kwargs["quantization_config"] = nf4_config(compute)
-        kwargs["device_map"] = {"": runtime.device() if runtime.device() == "cpu" else 0}
+        # This process's GPU: under torchrun (2-Phase's second phase) each rank's own.
+        kwargs["device_map"] = {"": torch.cuda.current_device() if cuda else "cpu"}
     model = AutoModelForCausalLM.from_pretrained(resolved.location, dtype=compute, **kwargs)
     if quantize != "nf4":
         model = model.to(runtime.device())
