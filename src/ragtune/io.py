@@ -17,9 +17,19 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    The temporary file or folder is made owner-only (``mkstemp`` / ``mkdtemp``); before the
+    rename it gets the mode a plain ``open`` or ``mkdir`` would have given it under the umask,
+    so that colleagues on a shared cluster can read ``results/`` as they read any other file."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     if is_dir:
@@ -30,6 +40,8 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         tmp = Path(name)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~_umask())
         if is_dir and final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
