@@ -138,3 +138,65 @@ def test_the_index_build_logs_which_faiss_it_uses(store, caplog):
     assert build["faiss_package"].startswith("faiss-cpu==") and build["faiss_gpus"] == 0
     text = caplog.text
     assert f"faiss {faiss.__version__} from faiss-cpu==" in text and "on the CPU" in text
+
+
+def test_broken_vectors_never_reach_the_index(tmp_path):
+    """An embedding shard overwritten with same-size garbage: NaN / inf / unnormalised vectors
+    fail the build with the file and the rule to re-run."""
+    from ragtune.retrieval.store import CorruptArtifactError
+
+    good = _unit(np.random.default_rng(0), 50, 8).astype(np.float16)
+    bad = good.copy()
+    bad[7, 2] = np.nan
+    bad[9] = np.inf
+    np.save(tmp_path / "ok.npy", good)
+    np.save(tmp_path / "bad.npy", bad)
+    store = EmbeddingStore([tmp_path / "ok.npy", tmp_path / "bad.npy"])
+    with pytest.raises(
+        CorruptArtifactError, match=r"bad\.npy: 2 broken vector.*row 7 is not finite.*embed_corpus"
+    ):
+        faiss_index.build(store, "Flat", train_size=100, add_batch_size=16)
+    np.save(tmp_path / "bad.npy", good * 3)  # finite, but not the normalised vectors we store
+    with pytest.raises(CorruptArtifactError, match=r"of norm 3\.0\d+, not 1"):
+        faiss_index.build(
+            EmbeddingStore([tmp_path / "bad.npy"]), "Flat", train_size=100, add_batch_size=16
+        )
+
+
+def test_truncated_shards_and_indexes_name_the_file_and_the_rule(tmp_path):
+    import faiss
+
+    from ragtune.retrieval.store import CorruptArtifactError
+
+    np.save(tmp_path / "emb.npy", np.zeros((100, 8), dtype=np.float16))
+    data = (tmp_path / "emb.npy").read_bytes()
+    (tmp_path / "emb.npy").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptArtifactError, match=r"emb\.npy is not a readable.*embed_corpus"):
+        EmbeddingStore([tmp_path / "emb.npy"])
+    index = faiss.IndexFlatIP(8)
+    index.add(np.eye(8, dtype=np.float32))
+    faiss.write_index(index, str(tmp_path / "index.faiss"))
+    data = (tmp_path / "index.faiss").read_bytes()
+    (tmp_path / "index.faiss").write_bytes(data[:40])
+    with pytest.raises(ValueError, match=r"index\.faiss is not a readable.*build_index"):
+        faiss_index.read_index(tmp_path / "index.faiss")
+
+
+def test_k_above_the_corpus_size_is_refused():
+    with pytest.raises(ValueError, match="retrieval.k is 100000, but the corpus holds only 1375"):
+        faiss_index.check_k(100000, 1375, "the corpus")
+    faiss_index.check_k(5, 1375, "the corpus")
+
+
+def test_embedding_a_shard_refuses_to_write_broken_vectors(tmp_path, monkeypatch):
+    from ragtune.retrieval.store import CorruptArtifactError
+    from ragtune.steps import index as step
+
+    (tmp_path / "chunks.jsonl").write_text('{"id": "a", "title": "T", "text": "x"}\n')
+    monkeypatch.setattr(step.models, "load_embedder", lambda *a, **k: object())
+    monkeypatch.setattr(step, "encode", lambda *a, **k: np.full((1, 8), np.nan, np.float32))
+    with pytest.raises(CorruptArtifactError, match="not finite"):
+        step.embed_shard(
+            str(tmp_path / "chunks.jsonl"), str(tmp_path / "e.npy"), "m", {"batch_size": 4}
+        )
+    assert not (tmp_path / "e.npy").exists()

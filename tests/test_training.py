@@ -332,3 +332,57 @@ def test_float16_compute_turns_loss_scaling_on():
     assert _loop_config(training, 0, generator=fp16).loss_scaling
     assert not _loop_config(training, 0, generator=bf16).loss_scaling
     assert not _loop_config(training, 0).loss_scaling
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path, caplog):
+    """Changing what shapes a run (here its effective batch size) between a killed run and
+    its re-run starts over instead of resuming: 6 steps instead of 4, the last ones at LR 0,
+    looked finished."""
+    import logging
+
+    def run(accum, stop_at=None):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 1)
+        calls = {"n": 0}
+
+        def loss_fn(batch):
+            calls["n"] += 1
+            if stop_at is not None and calls["n"] > stop_at:
+                raise KeyboardInterrupt("killed")
+            return F.mse_loss(model(batch[0]), batch[1])
+
+        gen = torch.Generator().manual_seed(1)
+        batches = [(torch.randn(5, 4, generator=gen), torch.randn(5, 1, generator=gen))] * 8
+        return loop.train(
+            batches,
+            loss_fn,
+            [{"params": list(model.parameters()), "lr": 0.1}],
+            tmp_path,
+            loop.LoopConfig(grad_accum=accum, checkpoint_every=1, seed=0),
+            state=model.state_dict,
+            load_state=model.load_state_dict,
+            run_fingerprint=loop.fingerprint(effective_batch_size=accum),
+        )
+
+    with pytest.raises(KeyboardInterrupt):
+        run(accum=1, stop_at=5)
+    with caplog.at_level(logging.WARNING):
+        history = run(accum=2)
+    assert len(history) == 4 and history[0]["step"] == 1
+    assert "made by another run (it differs in: effective_batch_size)" in caplog.text
+    loop.finish(tmp_path)
+    # The same run resumes as before.
+    with pytest.raises(KeyboardInterrupt):
+        run(accum=2, stop_at=3)
+    assert len(run(accum=2)) == 4
+
+
+def test_fingerprints_see_file_contents(tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"id": 1}\n')
+    first = loop.fingerprint([data], lr=1e-4)
+    assert loop.fingerprint([data], lr=1e-4) == first
+    data.write_text('{"id": 2}\n')
+    changed = loop.fingerprint([data], lr=1e-4)
+    assert changed["file:train.jsonl"] != first["file:train.jsonl"]
+    assert changed["lr"] == first["lr"] != loop.fingerprint([data], lr=3e-4)["lr"]

@@ -15,7 +15,7 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
-from ragtune.retrieval.store import EmbeddingStore
+from ragtune.retrieval.store import EmbeddingStore, check_vectors
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +86,38 @@ def build(
         rows = np.sort(np.random.default_rng(seed).choice(len(store), size=n, replace=False))
         log.info("training %s on %d of %d vectors", factory, n, len(store))
         index.train(store.vectors(rows))
-    batches = store.iter_batches(add_batch_size)
     # Batches never straddle two shards, so each shard ends with a short one.
     total = sum(-(-len(shard) // add_batch_size) for shard in store.shards)
-    for batch in tqdm(batches, total=total, desc="add to index", unit="batch"):
-        index.add(batch)
+    bar = tqdm(total=total, desc="add to index", unit="batch")
+    for path, shard in zip(store.paths, store.shards, strict=True):
+        for a in range(0, len(shard), add_batch_size):
+            batch = np.asarray(shard[a : a + add_batch_size], dtype=np.float32)
+            check_vectors(batch, path, first_row=a)  # nothing broken enters the index
+            index.add(batch)
+            bar.update(1)
+    bar.close()
     return faiss.index_gpu_to_cpu(index) if on_gpu else index
+
+
+def read_index(path: str) -> faiss.Index:
+    """The faiss index, or an error that names the file and the rule to re-run."""
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as err:
+        raise ValueError(
+            f"{path} is not a readable faiss index ({str(err).splitlines()[0]}): it was cut "
+            "short or overwritten. Delete it and run snakemake again, which re-runs build_index"
+        ) from err
+
+
+def check_k(k: int, ntotal: int, where: str) -> None:
+    """The corpus must hold at least k chunks: otherwise every question would get all of them
+    and the tables would say Recall@k of a k that never ran."""
+    if k > ntotal:
+        raise ValueError(
+            f"retrieval.k is {k}, but {where} holds only {ntotal} chunks: lower retrieval.k "
+            f"to at most {ntotal}, or give the corpus more documents"
+        )
 
 
 def set_search_params(index: faiss.Index, *, nprobe: int, ef_search: int) -> None:

@@ -16,11 +16,45 @@ import numpy as np
 from ragtune.io import write_json
 
 
+class CorruptArtifactError(ValueError):
+    """An artifact on disk is not what its rule wrote: truncated, overwritten, not finite."""
+
+
+def load_shard(path: str | Path) -> np.ndarray:
+    """A memory-mapped embedding shard, or an error that names it and the rule to re-run."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as err:
+        raise CorruptArtifactError(
+            f"{path} is not a readable embedding shard ({err}): it was cut short or "
+            "overwritten. Delete it and run snakemake again, which re-runs the embed_corpus "
+            "job that writes it"
+        ) from err
+
+
+def check_vectors(vectors: np.ndarray, where: str, first_row: int = 0, tol: float = 0.01):
+    """Every vector finite and of unit norm (ragtune stores normalised embeddings): NaN or inf
+    vectors would be indexed and retrieved as if they were real. ``where`` names the file."""
+    finite = np.isfinite(vectors).all(axis=1)
+    norms = np.linalg.norm(np.where(finite[:, None], vectors, 0).astype(np.float32), axis=1)
+    bad = np.flatnonzero(~finite | (np.abs(norms - 1) > tol))
+    if len(bad):
+        row = int(bad[0])
+        what = "not finite" if not finite[row] else f"of norm {norms[row]:.3f}, not 1"
+        raise CorruptArtifactError(
+            f"{where}: {len(bad)} broken vector(s) in rows {first_row}-"
+            f"{first_row + len(vectors) - 1} (row {first_row + row} is {what}; "
+            f"{int((~finite).sum())} not finite). Delete the file and run snakemake again, "
+            "which re-runs the embed_corpus job that writes it"
+        )
+
+
 class EmbeddingStore:
     """Memory-mapped float16 ``.npy`` shards seen as one matrix."""
 
     def __init__(self, paths: Sequence[str | Path]):
-        self.shards = [np.load(p, mmap_mode="r") for p in paths]
+        self.paths = [str(p) for p in paths]
+        self.shards = [load_shard(p) for p in paths]
         if not self.shards:
             raise ValueError("an embedding store needs at least one shard")
         dims = {s.shape[1] for s in self.shards}

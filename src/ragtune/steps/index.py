@@ -12,7 +12,7 @@ from ragtune import models, runtime
 from ragtune.io import atomic_path, read_jsonl, write_json
 from ragtune.retrieval import index as faiss_index
 from ragtune.retrieval.embed import encode, passage_text
-from ragtune.retrieval.store import EmbeddingStore, write_manifest
+from ragtune.retrieval.store import EmbeddingStore, check_vectors, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,10 @@ def embed_shard(chunks_path: str, out_npy: str, embedder: str, embedding: dict) 
         seconds,
         len(texts) / max(seconds, 1e-9),
     )
+    stored = vectors.astype(np.float16)
+    check_vectors(stored, f"{chunks_path} embedded by {embedder}")
     with atomic_path(out_npy) as tmp, open(tmp, "wb") as fh:
-        np.save(fh, vectors.astype(np.float16))
+        np.save(fh, stored)
 
 
 def build_index(
@@ -48,6 +50,7 @@ def build_index(
     read the shards from (see :func:`ragtune.retrieval.store.write_manifest`)."""
     write_manifest(out_store, chunk_shards, shards)
     store = EmbeddingStore(shards)
+    faiss_index.check_k(retrieval["k"], len(store), "the corpus")
     start = time.time()
     index = faiss_index.build(
         store,

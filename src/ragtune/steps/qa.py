@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import faiss
-
 from ragtune import models, runtime
 from ragtune.data.qa import carve, normalise
 from ragtune.data.sources import load_split
@@ -56,7 +54,7 @@ def retrieve(
     if len(questions_paths) != len(out_paths):
         raise ValueError(f"{len(questions_paths)} question files for {len(out_paths)} outputs")
     model = models.load_embedder(embedder, device=runtime.device())
-    index = faiss.read_index(index_path)
+    index = faiss_index.read_index(index_path)
     faiss_index.set_search_params(
         index, nprobe=retrieval["nprobe"], ef_search=retrieval["ef_search"]
     )

@@ -43,6 +43,12 @@ from ragtune.training.generator import (
 log = logging.getLogger(__name__)
 
 
+def _stat(paths) -> list:
+    """Large inputs (embedding shards, the index) stand in a fingerprint by size and time:
+    hashing gigabytes at every start would cost more than the check is worth."""
+    return [(str(p), Path(p).stat().st_size, Path(p).stat().st_mtime_ns) for p in paths]
+
+
 def _work_dir(out_dir: str) -> Path:
     return Path(str(out_dir).rstrip("/") + ".ckpt")
 
@@ -144,6 +150,14 @@ def train_embedder(
         _loop_config(training, seed, grad_accum=world),
         state=model.state_dict,
         load_state=model.load_state_dict,
+        run_fingerprint=loop.fingerprint(
+            [questions_path, *([retrieved_path] if retrieved_path else [])],
+            store=_stat(embedding_shards),
+            embedder=embedder,
+            lr=lr,
+            training=training,
+            seed=seed,
+        ),
     )
     if distributed.is_main():
         with atomic_path(out_dir, is_dir=True) as tmp:
@@ -214,6 +228,14 @@ def train_generator(
         _loop_config(training, seed, grad_accum, generator=model),
         state=lora_state,
         load_state=lambda s: model.load_state_dict(s, strict=False),
+        run_fingerprint=loop.fingerprint(
+            [questions_path, retrieved_path],
+            chunks=_stat(chunk_shards),
+            generator=generator,
+            lr=lr,
+            training=training,
+            seed=seed,
+        ),
     )
     if distributed.is_main():
         with atomic_path(out_dir, is_dir=True) as tmp:
@@ -247,7 +269,6 @@ def train_joint(
     Output folder: ``query_encoder/`` (a sentence-transformers folder) if the embedder
     trained, ``adapter/`` (a peft folder) if the generator did, and ``loss.csv``.
     """
-    import faiss
 
     from ragtune.retrieval import index as faiss_index
     from ragtune.steps.evaluate import load_generator
@@ -258,7 +279,7 @@ def train_joint(
     start = time.time()
     cfg = training["joint"]
     questions = list(read_jsonl(questions_path))
-    index = faiss.read_index(index_path)
+    index = faiss_index.read_index(index_path)
     faiss_index.set_search_params(
         index, nprobe=retrieval["nprobe"], ef_search=retrieval["ef_search"]
     )
@@ -344,6 +365,18 @@ def train_joint(
         _loop_config(training, seed, accum, generator=gen if gen_lr is not None else None),
         state=state,
         load_state=load_state,
+        run_fingerprint=loop.fingerprint(
+            [questions_path],
+            index=_stat([index_path]),
+            store=_stat(embedding_shards),
+            embedder=embedder,
+            generator=generator,
+            loss=loss,
+            lrs=[embed_lr, gen_lr],
+            retrieval=retrieval,
+            training=training,
+            seed=seed,
+        ),
     )
     if distributed.is_main():
         with atomic_path(out_dir, is_dir=True) as tmp:

@@ -51,6 +51,22 @@ class LoopConfig:
     loss_scaling: bool = False
 
 
+def fingerprint(files=(), **params) -> dict[str, str]:
+    """What shapes a run, one digest per part: the content of each input file, and each
+    parameter (model, every training setting, the grid point, the seed). A checkpoint made by
+    a run with another fingerprint is not resumed."""
+    import hashlib
+    import json
+
+    def digest(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()[:16]
+
+    out = {f"file:{Path(f).name}": digest(Path(f).read_bytes()) for f in files}
+    for key, value in params.items():
+        out[key] = digest(json.dumps(value, sort_keys=True, default=str).encode())
+    return out
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -75,10 +91,13 @@ def train(
     *,
     state: Callable[[], dict] | None = None,
     load_state: Callable[[dict], None] | None = None,
+    run_fingerprint: dict[str, str] | None = None,
 ) -> list[dict]:
     """Run the loop; return the loss log. ``state`` / ``load_state`` save and restore the
     trainable weights (a strategy knows which ones they are); the loop adds the optimizer,
-    scheduler, RNG states and its position."""
+    scheduler, RNG states and its position. ``run_fingerprint`` (:func:`fingerprint`) is
+    stored with each checkpoint: one from a run that differs in it is discarded, with a log
+    line, and training starts over."""
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     world, rank = distributed.world_size(), distributed.rank()
@@ -100,10 +119,24 @@ def train(
     history: list[dict] = []
     done = 0  # micro-batches processed (by all ranks together)
     ckpt = work_dir / CHECKPOINT
-    if ckpt.exists():
-        # Onto the CPU: every tensor is copied into its parameter's (or optimizer state's)
-        # device by load_state_dict, and without it every DDP rank would load onto GPU 0.
-        saved = torch.load(ckpt, weights_only=False, map_location="cpu")
+    # Onto the CPU: every tensor is copied into its parameter's (or optimizer state's) device by
+    # load_state_dict, and without it every DDP rank would load onto GPU 0.
+    saved = torch.load(ckpt, weights_only=False, map_location="cpu") if ckpt.exists() else None
+    if saved is not None and run_fingerprint is not None:
+        saved_print = saved.get("fingerprint")
+        if saved_print != run_fingerprint:
+            saved = None  # every rank reads the same file and decides alike
+            changed = sorted(
+                k
+                for k in set(run_fingerprint) | set(saved_print or {})
+                if (saved_print or {}).get(k) != run_fingerprint.get(k)
+            )
+            log.warning(
+                "%s was made by another run (it differs in: %s): starting over",
+                ckpt,
+                ", ".join(changed) or "no fingerprint",
+            )
+    if saved is not None:
         if load_state:
             load_state(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -136,6 +169,7 @@ def train(
                     "torch_rng": states,
                     "history": history,
                     "done": done,
+                    "fingerprint": run_fingerprint,
                 },
                 tmp,
             )
