@@ -60,3 +60,12 @@ def test_gain_config_plans_only_the_independent_strategies_on_validation(tmp_pat
     # No Ft. plus each grid point, on validation only; Indp. joins once both grids are selected.
     assert counts["evaluate"] == 1 + 2 + 2
     assert "/test/" not in text
+
+
+def test_each_shipped_config_writes_to_its_own_results_folder():
+    folders = {
+        path.name: yaml.safe_load(path.read_text())["results"]
+        for path in (REPO / "config").glob("*.yaml")
+        if path.name != "schema.yaml"
+    }
+    assert len(set(folders.values())) == len(folders), folders

@@ -187,7 +187,7 @@ def test_length_grouping_cuts_padding():
     assert padding_fraction(grouped, lengths) < 0.15 < padding_fraction(naive, lengths)
 
 
-def _tiny_run(work_dir, stop_at=None, lr=0.05):
+def _tiny_run(work_dir, stop_at=None, lr=0.05, every=2):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
     gen = torch.Generator().manual_seed(1)
@@ -203,7 +203,7 @@ def _tiny_run(work_dir, stop_at=None, lr=0.05):
         x, y = batch
         return F.mse_loss(model(x), y)
 
-    cfg = loop.LoopConfig(grad_accum=2, warmup_ratio=0.2, checkpoint_every=2, seed=7)
+    cfg = loop.LoopConfig(grad_accum=2, warmup_ratio=0.2, checkpoint_every=every, seed=7)
     history = loop.train(
         batches,
         loss_fn,
@@ -386,3 +386,16 @@ def test_fingerprints_see_file_contents(tmp_path):
     changed = loop.fingerprint([data], lr=1e-4)
     assert changed["file:train.jsonl"] != first["file:train.jsonl"]
     assert changed["lr"] == first["lr"] != loop.fingerprint([data], lr=3e-4)["lr"]
+
+
+def test_short_runs_checkpoint_too(tmp_path):
+    """checkpoint_every is an upper bound: a run shorter than it still checkpoints (at least 4
+    times), so a killed demo job resumes instead of starting over."""
+    assert loop.checkpoint_interval(20, 8) == 2
+    assert loop.checkpoint_interval(50, 1000) == 50
+    assert loop.checkpoint_interval(5, 2) == 1
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_run(tmp_path, stop_at=5, every=20)  # 6 steps of 2 micro-batches
+    assert torch.load(tmp_path / loop.CHECKPOINT, weights_only=False)["done"] == 4
+    loop.finish(tmp_path)
+    assert not tmp_path.exists()

@@ -43,7 +43,7 @@ class LoopConfig:
     epochs: int = 1
     grad_accum: int = 1
     warmup_ratio: float = 0.0
-    checkpoint_every: int = 50  # optimizer steps
+    checkpoint_every: int = 50  # optimizer steps (at most; see checkpoint_interval)
     max_grad_norm: float | None = 1.0
     seed: int = 0
     # Dynamic loss scaling, for float16 compute (GPUs without native bf16): float16 gradients
@@ -65,6 +65,13 @@ def fingerprint(files=(), **params) -> dict[str, str]:
     for key, value in params.items():
         out[key] = digest(json.dumps(value, sort_keys=True, default=str).encode())
     return out
+
+
+def checkpoint_interval(every: int, total_steps: int) -> int:
+    """Optimizer steps between checkpoints: ``every``, but at least 4 checkpoints a run. A fixed
+    interval longer than a short run (the demo's 8 steps against 20) never checkpoints, and a
+    killed job then starts over."""
+    return max(1, min(every, math.ceil(total_steps / 4)))
 
 
 def seed_everything(seed: int) -> None:
@@ -175,6 +182,7 @@ def train(
             )
 
     n_micro = len(batches) * cfg.epochs
+    interval = checkpoint_interval(cfg.checkpoint_every, total)
     bar = tqdm(total=n_micro, initial=done, desc="train", unit="batch", disable=rank != 0)
     running = 0.0
     while done < n_micro:
@@ -210,7 +218,7 @@ def train(
             )
             bar.set_postfix(loss=f"{running:.4f}")
             running = 0.0
-            if step % cfg.checkpoint_every == 0 and done < n_micro:
+            if step % interval == 0 and done < n_micro:
                 save()
     bar.close()
     if rank == 0:
@@ -228,9 +236,12 @@ def write_loss_csv(history: list[dict], path: str | Path) -> None:
 
 
 def finish(work_dir: str | Path) -> None:
-    """Drop the checkpoint once the final model is saved: a re-run then starts afresh.
+    """Drop the checkpoint folder once the final model is saved (its loss.csv is in the model
+    folder): a re-run then starts afresh, and no stale checkpoint is left to resume.
 
     Every rank calls it; the barrier keeps rank 0 from deleting what another still reads."""
+    import shutil
+
     distributed.barrier()
     if distributed.is_main():
-        (Path(work_dir) / CHECKPOINT).unlink(missing_ok=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
