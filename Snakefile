@@ -2,6 +2,8 @@
 # This file only wires things together: helpers live in rules/common.smk, logic in src/ragtune.
 from snakemake.utils import min_version, validate
 
+from ragtune.config import check_keys
+
 min_version("9.0")
 
 
@@ -12,6 +14,8 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+# Unknown keys first, one line each with the nearest valid key; then the schema's own checks.
+check_keys(config, "config/schema.yaml")
 validate(config, "config/schema.yaml")
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import snakemake, tiny_config, write_config
+from helpers import REPO, snakemake, tiny_config, write_config
 
 
 @pytest.fixture
@@ -33,7 +33,9 @@ def test_schema_violation_names_the_key(cfg, tmp_path):
 def test_unknown_key_is_rejected(cfg, tmp_path):
     cfg["retrieval"]["topk"] = 5
     out = _dry_run(cfg, tmp_path)
-    assert out.returncode != 0 and "'topk' was unexpected" in out.text
+    assert (
+        out.returncode != 0 and "config key 'retrieval.topk' is not a ragtune setting" in out.text
+    )
 
 
 def test_evaluating_without_validation_is_rejected(cfg, tmp_path):
@@ -77,3 +79,29 @@ def test_split_from_unknown_source_split(cfg, tmp_path):
     out = _dry_run(cfg, tmp_path)
     assert out.returncode != 0
     assert "datasets.hotpotqa.splits.test.from: source split 'test' has no file" in out.text
+
+
+def test_a_misspelt_key_is_one_line_with_the_nearest_valid_one(tmp_path, mirror):
+    cfg = tiny_config(mirror, tmp_path / "results")
+    cfg["trainig"] = cfg.pop("training")
+    cfg["retrieval"]["rescore_factr"] = 2
+    out = snakemake("-n", "--configfile", str(write_config(cfg, tmp_path / "typo.yaml")))
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "config key 'trainig' is not a ragtune setting; did you mean 'training'?" in text
+    assert "'retrieval.rescore_factr' is not a ragtune setting; did you mean " in text
+    assert "'retrieval.rescore_factor'?" in text
+    assert len(text.splitlines()) < 20, text  # no dump of the schema and config
+
+
+def test_unknown_keys_inside_named_sections():
+    import yaml
+
+    from ragtune.config import unknown_keys
+
+    schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())
+    config = {"datasets": {"hotpotqa": {"formatt": "hotpotqa"}}, "pipelines": {"p": {}}}
+    assert unknown_keys(config, schema) == [
+        "config key 'datasets.hotpotqa.formatt' is not a ragtune setting; did you mean "
+        "'datasets.hotpotqa.format'?"
+    ]

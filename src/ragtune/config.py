@@ -21,6 +21,53 @@ class ConfigError(ValueError):
     pass
 
 
+def _resolve(node: dict, schema: dict) -> dict:
+    ref = node.get("$ref", "") if isinstance(node, dict) else ""
+    if ref.startswith("#/"):
+        for part in ref[2:].split("/"):
+            schema = schema[part]
+        return schema
+    return node
+
+
+def unknown_keys(config: Any, schema: dict, node: dict | None = None, at: str = "") -> list[str]:
+    """Keys the schema does not know, each with the nearest valid key: one line per typo,
+    instead of a validator's dump of the whole schema and config."""
+    import difflib
+
+    node = _resolve(schema if node is None else node, schema)
+    if not isinstance(config, dict) or not isinstance(node, dict):
+        return []
+    known = node.get("properties", {})
+    extra = node.get("additionalProperties", True)
+    out = []
+    for key, value in config.items():
+        where = f"{at}.{key}" if at else str(key)
+        if key in known:
+            out += unknown_keys(value, schema, known[key], where)
+        elif isinstance(extra, dict):
+            out += unknown_keys(value, schema, extra, where)
+        elif extra is False:
+            near = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+            hint = (
+                f"did you mean '{f'{at}.' if at else ''}{near[0]}'?"
+                if near
+                else (f"valid keys here: {', '.join(known)}")
+            )
+            out.append(f"config key '{where}' is not a ragtune setting; {hint}")
+    return out
+
+
+def check_keys(config: dict[str, Any], schema_path: str | Path) -> None:
+    """Run before Snakemake's own validation: unknown keys, named with the nearest valid one
+    (config/README.md documents every key)."""
+    import yaml
+
+    problems = unknown_keys(config, yaml.safe_load(Path(schema_path).read_text()))
+    if problems:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+
+
 def check(config: dict[str, Any]) -> None:
     problems: list[str] = []
     problems += _check_pipelines(config)
