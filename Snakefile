@@ -15,7 +15,7 @@ if not workflow.overwrite_configfiles:
 
 
 # Unknown keys first, one line each with the nearest valid key; then the schema's own checks.
-check_keys(config, "config/schema.yaml")
+check_keys(config, f"{workflow.basedir}/config/schema.yaml")
 validate(config, "config/schema.yaml")
 
 
