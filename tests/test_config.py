@@ -105,3 +105,66 @@ def test_unknown_keys_inside_named_sections():
         "config key 'datasets.hotpotqa.formatt' is not a ragtune setting; did you mean "
         "'datasets.hotpotqa.format'?"
     ]
+
+
+def _mirror_rows(mirror, n=30):
+    import gzip
+    import json
+
+    with gzip.open(mirror / "popqa/test.jsonl.gz", "rt") as fh:
+        return [json.loads(next(fh)) for _ in range(n)]
+
+
+def _write_jsonl(path, rows):
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_bad_rows_after_the_first_are_named_before_any_job(cfg, tmp_path, mirror):
+    """A question column that goes missing from row 2 on, or null, or empty: the file, the
+    row and the field, at parse time."""
+    rows = _mirror_rows(mirror)
+    for r in rows[1:]:
+        del r["question"]
+    rows[3]["s_wiki_title"] = None
+    cfg["datasets"]["popqa"]["source"]["files"]["test"] = _write_jsonl(tmp_path / "p.jsonl", rows)
+    out = _dry_run(cfg, tmp_path)
+    assert out.returncode != 0
+    assert "datasets.popqa.source.files.test" in out.text
+    assert "row 2: 'question' is missing" in out.text
+    assert "row 4: 'question' is missing; 's_wiki_title' is null" in out.text
+
+
+def test_splits_larger_than_their_data_fail_before_any_job(cfg, tmp_path, mirror):
+    cfg["datasets"]["popqa"]["source"]["files"]["test"] = _write_jsonl(
+        tmp_path / "p.jsonl", _mirror_rows(mirror, 10)
+    )
+    out = _dry_run(cfg, tmp_path)
+    assert out.returncode != 0
+    assert "train, validation, test ask for 12 questions from source split 'test'" in out.text
+    assert "holds 10; lower datasets.popqa.splits.<split>.size" in out.text
+
+
+def test_a_truncated_gzip_names_the_file_and_the_key(cfg, tmp_path, mirror):
+    data = (mirror / "popqa/test.jsonl.gz").read_bytes()
+    cut = tmp_path / "test.jsonl.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    cfg["datasets"]["popqa"]["source"]["files"]["test"] = str(cut)
+    out = _dry_run(cfg, tmp_path)
+    assert out.returncode != 0
+    assert f"datasets.popqa.source.files.test: {cut}: corrupt or truncated after row" in out.text
+
+
+def test_a_corpus_record_without_text_is_named():
+    from ragtune.data.corpus import documents
+
+    corpus = {"id_field": "id", "title_field": "title", "text_field": "content",
+              "source": {"files": ["wiki.jsonl"]}}  # fmt: skip
+    stream = [
+        {"id": "a", "title": "A", "content": "ok"},
+        {"id": "b", "title": "B", "content": None},
+    ]
+    with pytest.raises(ValueError, match=r"corpus record 1 of wiki\.jsonl: 'content' is None"):
+        list(documents(stream, corpus))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune import models
-from ragtune.data.qa import FORMATS, first_record
+from ragtune.data.qa import FIELD_RULES, FORMATS, first_record, validate_file
 
 SPLITS = ("train", "validation", "test")
 
@@ -142,6 +142,7 @@ def _check_dataset(name: str, dataset) -> list[str]:
                 f"datasets.{name}.splits.{split}.from: source split '{spec['from']}' has no "
                 f"file in datasets.{name}.source.files (known: {', '.join(files)})"
             )
+    counts = {}
     for split, path in (files or {}).items():
         key = f"datasets.{name}.source.files.{split}"
         if problem := _check_file(key, path):
@@ -154,5 +155,29 @@ def _check_dataset(name: str, dataset) -> list[str]:
                 f"{key}: '{path}' lacks column(s) {missing} that format '{dataset['format']}' "
                 f"needs (it has {sorted(record)}); give a file in the {fmt.hub_id} schema "
                 f"or change datasets.{name}.format"
+            )
+            continue
+        # Every row, not only the first: a column that goes null from row 2 on would write
+        # "question": null for every question and fail jobs later, far from its cause.
+        try:
+            counts[split], bad = validate_file(path, FIELD_RULES[dataset["format"]])
+        except ValueError as err:
+            out.append(f"{key}: {err}")
+            continue
+        if bad:
+            out.append(
+                f"{key}: '{path}' has rows the workflow cannot use ({'; '.join(bad)}); fix or "
+                f"drop them (the {fmt.hub_id} schema)"
+            )
+    # Split sizes against the data, before any job runs (prepare_qa would find out after
+    # convert_generator had already run).
+    for source, n in counts.items():
+        users = [s for s, spec in dataset["splits"].items() if spec["from"] == source]
+        asked = sum(dataset["splits"][s]["size"] for s in users)
+        if asked > n:
+            out.append(
+                f"datasets.{name}.splits: {', '.join(users)} ask for {asked} questions from "
+                f"source split '{source}', but {files[source]} holds {n}; lower "
+                f"datasets.{name}.splits.<split>.size"
             )
     return out

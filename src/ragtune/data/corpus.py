@@ -50,7 +50,27 @@ def documents(stream, corpus: dict[str, Any]) -> Iterator[dict[str, str]]:
                 f"corpus record {n} lacks field(s) {missing} (it has {sorted(rec)}); set "
                 "corpus.id_field / title_field / text_field to the names the source uses"
             )
-        yield {"id": str(rec[fields[0]]), "title": rec[fields[1]] or "", "text": rec[fields[2]]}
+        doc_id, title, text = (rec[f] for f in fields)
+        bad = [
+            f"'{field}' is {value!r:.40}"
+            for field, value, ok in (
+                (fields[0], doc_id, doc_id is not None and str(doc_id).strip() != ""),
+                (fields[1], title, title is None or isinstance(title, str)),
+                (fields[2], text, isinstance(text, str) and text.strip() != ""),
+            )
+            if not ok
+        ]
+        if bad:
+            raise ValueError(
+                f"corpus record {n} of {_source_name(corpus)}: {'; '.join(bad)} (want an id, "
+                "a text title and non-empty text); fix or drop the record"
+            )
+        yield {"id": str(doc_id), "title": title or "", "text": text}
+
+
+def _source_name(corpus: dict[str, Any]) -> str:
+    source = corpus["source"]
+    return source.get("hub") or ", ".join(source.get("files", []))
 
 
 def iter_documents(corpus: dict[str, Any]) -> Iterator[dict[str, str]]:

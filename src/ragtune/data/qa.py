@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,98 @@ def first_record(path: str | Path) -> dict[str, Any]:
             if line.strip():
                 return json.loads(line)
     return {}
+
+
+def iter_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row number from 1, record) of every record of a local JSONL(.gz) or parquet file. A
+    corrupt or truncated file raises a ValueError that names it and the row it broke at."""
+    import zlib
+
+    path = Path(path)
+    if ".parquet" in path.suffixes:
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as err:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
+            raise ValueError(f"{path}: not a readable parquet file ({err})") from err
+        yield from enumerate(table.to_pylist(), 1)
+        return
+    opener = gzip.open if path.suffix == ".gz" else open
+    row = 0
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for row, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        yield row, json.loads(line)
+                    except json.JSONDecodeError as err:
+                        raise ValueError(f"{path}:{row}: not valid JSON ({err.msg})") from err
+    except (gzip.BadGzipFile, EOFError, zlib.error, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{path}: corrupt or truncated after row {row} ({type(err).__name__}: {err}); "
+            "download or copy the file again"
+        ) from err
+
+
+# What each field of a format must hold: a test of the value and what it should be.
+def _text(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _id(value) -> bool:
+    return isinstance(value, (str, int)) and str(value).strip() != ""
+
+
+def _titles(value) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("title"), list)
+        and bool(value["title"])
+        and all(_text(t) for t in value["title"])
+    )
+
+
+def _answers(value) -> bool:
+    try:
+        answers = _json_list(value)
+    except (ValueError, TypeError):
+        return False
+    return bool(answers) and all(isinstance(a, str) for a in answers)
+
+
+FIELD_RULES = {
+    "hotpotqa": {"id": (_id, "an id"), "question": (_text, "non-empty text"),
+                 "answer": (_text, "non-empty text"),
+                 "supporting_facts": (_titles, "a {title: [...]} with at least one title")},
+    "popqa": {"id": (_id, "an id"), "question": (_text, "non-empty text"),
+              "possible_answers": (_answers, "a non-empty list of answers (or its JSON)"),
+              "s_wiki_title": (_text, "non-empty text")},
+}  # fmt: skip
+
+
+def record_problems(rec: dict[str, Any], rules: dict) -> list[str]:
+    """The fields of one record that are missing, null, of the wrong type or empty."""
+    out = []
+    for field, (ok, what) in rules.items():
+        if field not in rec:
+            out.append(f"'{field}' is missing")
+        elif rec[field] is None:
+            out.append(f"'{field}' is null")
+        elif not ok(rec[field]):
+            out.append(f"'{field}' is {type(rec[field]).__name__} {str(rec[field])[:40]!r}, "
+                       f"not {what}")  # fmt: skip
+    return out
+
+
+def validate_file(path: str | Path, rules: dict, limit: int = 3) -> tuple[int, list[str]]:
+    """(records in the file, up to ``limit`` messages naming a bad row and its field)."""
+    count, problems = 0, []
+    for row, rec in iter_records(path):
+        count += 1
+        if len(problems) < limit and (bad := record_problems(rec, rules)):
+            problems.append(f"row {row}: {'; '.join(bad)}")
+    return count, problems
 
 
 def normalise(records: Iterable[dict[str, Any]], fmt: str, origin: str) -> list[dict[str, Any]]:
