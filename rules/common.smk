@@ -15,6 +15,10 @@ from ragtune.report import tables as ragtune_tables
 
 # Cross-references, data files, their columns and model specs, before any job is planned.
 ragtune_config.check(config)
+# No configured source on the Hub: every job runs with the Hub offline (jobs inherit this
+# process's environment, locally and through the SLURM executor, which re-reads this file).
+if not ragtune_config.hub_sources(config):
+    os.environ.update(ragtune_config.HUB_OFFLINE_ENV)
 
 RESULTS = config["results"]
 # One pinned environment for every rule, for `--sdm conda` users (same pins as pyproject.toml):

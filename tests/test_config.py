@@ -168,3 +168,16 @@ def test_a_corpus_record_without_text_is_named():
     ]
     with pytest.raises(ValueError, match=r"corpus record 1 of wiki\.jsonl: 'content' is None"):
         list(documents(stream, corpus))
+
+
+def test_hub_sources_are_listed_and_local_configs_have_none(cfg):
+    import yaml
+
+    from ragtune.config import hub_sources
+
+    assert hub_sources(cfg) == []
+    paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    paper["corpus"]["chunking"].setdefault("tokenizer", "sentence-transformers/all-MiniLM-L6-v2")
+    found = hub_sources(paper)
+    assert "corpus.source.hub: MedRAG/wikipedia" in found
+    assert "generators.llama3-8b: meta-llama/Meta-Llama-3-8B-Instruct" in found

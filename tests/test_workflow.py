@@ -51,6 +51,8 @@ def test_every_rule_ran_and_logged(tiny_run):
     assert {p.name for p in (results / "benchmarks").iterdir()} == rules
     for log in (results / "logs").rglob("*.log"):
         assert "rule finished" in log.read_text(), log
+        # Every source is local: no job asked the Hub for anything.
+        assert "Hugging Face Hub offline" in log.read_text(), log
 
 
 def test_a_two_gpu_rule_ran_under_torchrun(tiny_run):

@@ -59,6 +59,8 @@ def run(smk: Any, step: Callable[[Any], None], *, distributed: bool = False) -> 
             torch.set_num_threads(max(1, threads // (n_gpu if worker else 1)))
         start = time.time()
         log.info("rule %s started", getattr(smk, "rule", "?"))
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            log.info("Hugging Face Hub offline: no configured source is on the Hub")
         try:
             if worker:
                 from ragtune import gpu
