@@ -585,8 +585,9 @@ def figure_inputs(wildcards):
 # What the report says made it: the config's content hash (saved beside the report as
 # report/config.yaml), its pipelines and datasets. Not the config file's name, so that the same
 # config under another name does not re-make every table.
+CONFIG_MD5 = hashlib.md5(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
 CONFIG_LABEL = "config md5 {md5} (report/config.yaml); pipelines: {pipes}; datasets: {data}".format(
-    md5=hashlib.md5(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10],
+    md5=CONFIG_MD5,
     pipes=", ".join(
         f"{p} ({v['embedder']} + {v['generator']})" for p, v in PIPELINES.items()
     ),
@@ -629,6 +630,12 @@ REPORT = f"{RESULTS}/report.html"
 
 
 def print_summary():
-    text = ragtune_summary.summary(f"{RESULTS}/tables", f"{RESULTS}/figures", REPORT)
+    text = ragtune_summary.summary(
+        f"{RESULTS}/tables",
+        f"{RESULTS}/figures",
+        REPORT,
+        CONFIG_MD5,
+        f"{RESULTS}/report/config.yaml",
+    )
     if text:
         print(text)

@@ -282,3 +282,16 @@ def test_report_captions_exist_for_every_output():
         assert (report_dir / f"table_{name}.rst").read_text().strip()
     for name in json.loads(figures_list):
         assert (report_dir / f"figure_{name}.rst").read_text().strip()
+
+
+def test_a_table_made_by_another_config_says_so(entries, tmp_path):
+    out = tmp_path / "tables"
+    build.build_tables(entries, out, "config: tiny.yaml", "mini + gen; top-5", {})
+    config_copy = tmp_path / "config.yaml"
+    build.write_config({"seed": 1}, config_copy, "config md5 aaaa000000 (report/config.yaml)")
+    same = summary.summary(out, tmp_path, tmp_path / "r.html", "aaaa000000", config_copy)
+    assert "NOTE" not in same
+    other = summary.summary(out, tmp_path, tmp_path / "r.html", "bbbb111111", config_copy)
+    assert "made by another config (md5 aaaa000000), not this run's (md5 bbbb111111)" in other
+    missing = summary.summary(out, tmp_path, tmp_path / "r.html", "bbbb111111", tmp_path / "no")
+    assert "another config (md5 unknown)" in missing

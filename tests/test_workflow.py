@@ -267,6 +267,7 @@ def test_summary_printed_at_the_end(tiny_run):
     _, _, out = tiny_run
     text = out.stdout + out.stderr
     assert "ragtune results" in text and "| RAG-Tok." in text and "report.html" in text
+    assert "made by another config" not in text  # this run made its own tables
 
 
 def test_rerun_has_nothing_to_do(tiny_run, tmp_path):

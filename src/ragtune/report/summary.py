@@ -5,12 +5,41 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def summary(tables_dir: str | Path, figures_dir: str | Path, report: str | Path) -> str | None:
+def made_by(config_file: str | Path) -> str | None:
+    """The md5 of the config that made the tables, from the report's config copy (its first
+    line is ``# config md5 <md5> ...``); None where there is none."""
+    path = Path(config_file)
+    if not path.exists():
+        return None
+    first = path.read_text(encoding="utf-8").split("\n", 1)[0]
+    words = first.split()
+    return words[3] if first.startswith("# config md5 ") and len(words) > 3 else None
+
+
+def summary(
+    tables_dir: str | Path,
+    figures_dir: str | Path,
+    report: str | Path,
+    config_md5: str | None = None,
+    config_file: str | Path | None = None,
+) -> str | None:
     """The averaged validation table (the paper's Figure 3) and where the rest lives; None
-    when the run did not get as far as the tables (a partial target, say)."""
+    when the run did not get as far as the tables (a partial target, say). With
+    ``config_md5`` (this run's config) and ``config_file`` (the copy of the config that made
+    the tables), a table made by another config says so instead of passing for this run's."""
     main = Path(tables_dir) / "averaged.md"
     if not main.exists():
         return None
+    warning = []
+    if config_md5 is not None and config_file is not None:
+        made = made_by(config_file)
+        if made != config_md5:
+            warning = [
+                f"NOTE: this table was made by another config (md5 {made or 'unknown'}), not "
+                f"this run's (md5 {config_md5}): this run's targets did not remake it. Run "
+                "snakemake without a target to remake the tables for this config.",
+                "",
+            ]
     where = [
         f"All tables (CSV, Markdown, LaTeX): {tables_dir}/",
         f"Figures (PNG, SVG): {figures_dir}/",
@@ -20,4 +49,5 @@ def summary(tables_dir: str | Path, figures_dir: str | Path, report: str | Path)
     else:
         where.append(f"Report: make report (snakemake --report {report}) builds {report}")
     bar = "=" * 100
-    return "\n".join([bar, "ragtune results", bar, main.read_text().rstrip(), "", *where, bar])
+    body = [*warning, main.read_text().rstrip(), "", *where]
+    return "\n".join([bar, "ragtune results", bar, *body, bar])
