@@ -128,3 +128,17 @@ def test_fit_prompt_counts_the_bos_token(toy_llama):
     chunks = [{"title": f"T{i}", "text": "Paris is the capital. " * 20} for i in range(3)]
     for limit in (60, 61, 97):
         assert len(prompt_ids(tok, fit_prompt("Who?", chunks, tok, limit))) <= limit
+
+
+def test_bos_is_kept_when_the_probe_tokenizes_otherwise_after_it():
+    """A tokenizer whose text tokens change after BOS (a SentencePiece space, say): the
+    prefix must not silently come out empty."""
+    from ragtune.evaluation.prompt import special_prefix
+
+    class Probe:
+        bos_token_id = 1
+
+        def __call__(self, text, add_special_tokens):
+            return {"input_ids": [1, 29874] if add_special_tokens else [263]}
+
+    assert special_prefix(Probe()) == [1]

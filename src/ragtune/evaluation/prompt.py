@@ -30,13 +30,22 @@ def build_prompt(question: str, chunks: Sequence[dict]) -> str:
 def special_prefix(tokenizer) -> list[int]:
     """The special tokens the tokenizer puts in front of a text: BOS for Llama-3 and Mistral,
     nothing for SmolLM2. Only the leading ones: a tokenizer that also appends EOS must not end
-    a prompt with it, since the answer follows."""
+    a prompt with it, since the answer follows. Worked out once per tokenizer (every prompt of
+    every step asks)."""
+    cached = getattr(tokenizer, "_ragtune_special_prefix", None)
+    if cached is not None:
+        return list(cached)
     plain = tokenizer("a", add_special_tokens=False)["input_ids"]
     full = tokenizer("a", add_special_tokens=True)["input_ids"]
-    for start in range(len(full) - len(plain) + 1):
-        if full[start : start + len(plain)] == plain:
-            return list(full[:start])
-    return []
+    starts = [s for s in range(len(full) - len(plain) + 1) if full[s : s + len(plain)] == plain]
+    if starts:
+        prefix = list(full[: starts[0]])
+    elif full and full[0] == tokenizer.bos_token_id:
+        prefix = [full[0]]  # the text tokenizes otherwise after BOS: keep BOS all the same
+    else:
+        prefix = []
+    tokenizer._ragtune_special_prefix = tuple(prefix)
+    return prefix
 
 
 def prompt_ids(tokenizer, prompt: str) -> list[int]:
