@@ -9,7 +9,7 @@ import pytest
 
 from helpers import REPO
 from ragtune.report import build, paper, summary, tables
-from ragtune.report.records import benchmark_seconds
+from ragtune.report.records import benchmark_seconds, job_cost
 
 PIPES = {"p1": ("mini", "gen-a"), "p2": ("mini", "gen-b")}
 
@@ -83,6 +83,16 @@ def test_benchmark_seconds_reads_the_last_record_and_names_bad_files(tmp_path):
     bad.write_text('{"cpu_time": 3}\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl.*'s' field"):
         benchmark_seconds(bad)
+
+
+def test_a_resumed_job_costs_all_its_attempts(tmp_path):
+    """The benchmark's last record is the attempt that finished; the job record adds the
+    killed attempts before it (kill -9 leaves no benchmark record of its own)."""
+    f = Files(tmp_path)
+    job = f.job("gen", 100.0, gpus=2, extra={"attempts": 3, "earlier_attempts_seconds": 260.0})
+    cost = job_cost(**job)
+    assert cost.seconds == 360.0 and cost.device_hours == pytest.approx(720 / 3600)
+    assert job_cost(**f.job("plain", 100.0)).seconds == 100.0
 
 
 def test_every_cell_of_the_run_and_averaged_tables(entries):

@@ -1,6 +1,7 @@
 """Ft. Embed and Ft. Gen steps on tiny real inputs: real MiniLM, real SmolLM2, mirror data."""
 
 import json
+from unittest.mock import Mock
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from ragtune.io import read_json, read_jsonl, write_jsonl
 from ragtune.retrieval.embed import encode, passage_text
 from ragtune.retrieval.store import line_offsets, offsets_path
 from ragtune.steps.train import train_embedder, train_generator
+from ragtune.training import loop
 
 TRAINING = {
     "warmup_ratio": 0.0,
@@ -65,21 +67,33 @@ def tiny(mirror, minilm_spec, tmp_path_factory):
     return tmp, questions
 
 
-def test_train_embedder_moves_only_the_query_side(tiny, minilm_spec):
+def test_train_embedder_moves_only_the_query_side(tiny, minilm_spec, monkeypatch):
     tmp, questions = tiny
     out = tmp / "ft_embed"
-    train_embedder(
-        str(tmp / "train.jsonl"),
-        [str(tmp / "emb-000.npy")],
-        [str(tmp / "shard-000.jsonl")],
-        minilm_spec,
-        str(out),
-        str(tmp / "e.json"),
-        1e-4,
-        TRAINING,
-        seed=0,
-    )
+
+    def run():
+        train_embedder(
+            str(tmp / "train.jsonl"),
+            [str(tmp / "emb-000.npy")],
+            [str(tmp / "shard-000.jsonl")],
+            minilm_spec,
+            str(out),
+            str(tmp / "e.json"),
+            1e-4,
+            TRAINING,
+            seed=0,
+        )
+
+    # The first attempt is killed after its last step; the second resumes and finishes, and
+    # its record counts both attempts' time.
+    with monkeypatch.context() as m:
+        m.setattr(loop, "write_loss_csv", Mock(side_effect=KeyboardInterrupt("killed")))
+        with pytest.raises(KeyboardInterrupt):
+            run()
+    assert not out.exists() and (tmp / "ft_embed.ckpt" / loop.CHECKPOINT).exists()
+    run()
     info = read_json(tmp / "e.json")
+    assert info["attempts"] == 2 and info["earlier_attempts_seconds"] > 0
     # Every HotpotQA question has two gold articles in this corpus: one pair each, 4 per batch.
     assert all(len(q["gold_titles"]) == 2 for q in questions)
     assert info["examples"] == 16 and info["steps"] == 4

@@ -1,6 +1,7 @@
 """Training building blocks on small tensors and tiny models (CPU, seconds)."""
 
 import functools
+import time
 
 import numpy as np
 import pytest
@@ -187,7 +188,7 @@ def test_length_grouping_cuts_padding():
     assert padding_fraction(grouped, lengths) < 0.15 < padding_fraction(naive, lengths)
 
 
-def _tiny_run(work_dir, stop_at=None, lr=0.05, every=2):
+def _tiny_run(work_dir, stop_at=None, lr=0.05, every=2, started=None):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
     gen = torch.Generator().manual_seed(1)
@@ -212,6 +213,7 @@ def _tiny_run(work_dir, stop_at=None, lr=0.05, every=2):
         cfg,
         state=model.state_dict,
         load_state=model.load_state_dict,
+        started=started,
     )
     return model, history
 
@@ -399,3 +401,25 @@ def test_short_runs_checkpoint_too(tmp_path):
     assert torch.load(tmp_path / loop.CHECKPOINT, weights_only=False)["done"] == 4
     loop.finish(tmp_path)
     assert not tmp_path.exists()
+
+
+def test_a_resumed_run_counts_the_seconds_of_every_attempt(tmp_path):
+    """The killed attempts' wall times are kept beside the checkpoint and survive into the
+    finished run: a resumed job's cost is not only its last attempt's."""
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_run(tmp_path, stop_at=5, started=time.time() - 30)  # a 30 s attempt, killed
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_run(tmp_path, stop_at=1, started=time.time() - 20)  # killed again
+    _, history = _tiny_run(tmp_path)
+    assert len(history) == 6  # resumed, not started over
+    first, second = loop.earlier_attempts(tmp_path)
+    assert 30 <= first < 40 and 20 <= second < 30
+
+
+def test_attempts_of_another_run_are_not_counted(tmp_path):
+    path = tmp_path / loop.ATTEMPTS
+    loop._AttemptClock(path, {"lr": "a"}, started=time.time() - 40, writes=True)
+    loop._AttemptClock(path, {"lr": "a"}, started=time.time() - 5, writes=True)
+    assert [round(s, -1) for s in loop.earlier_attempts(tmp_path)] == [40]
+    loop._AttemptClock(path, {"lr": "b"}, started=time.time(), writes=True)
+    assert loop.earlier_attempts(tmp_path) == []

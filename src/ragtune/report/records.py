@@ -1,5 +1,9 @@
 """What one job cost: its wall time from Snakemake's benchmark record, times the devices it held,
-from the job's own record (train.json or metrics.json: ``gpu_count``, ``cpu_threads``)."""
+from the job's own record (train.json or metrics.json: ``gpu_count``, ``cpu_threads``).
+
+A training job killed and resumed ran in several attempts. The benchmark's last record is the
+attempt that finished; the job record's ``earlier_attempts_seconds`` are the ones before it
+(a job killed with -9 leaves no benchmark record, so they cannot come from there)."""
 
 from __future__ import annotations
 
@@ -44,4 +48,5 @@ def job_cost(record: str | Path, benchmark: str | Path) -> JobCost:
     info = read_json(record)
     gpus = int(info.get("gpu_count") or 0)
     units, unit = (gpus, "GPU") if gpus else (int(info.get("cpu_threads") or 1), "CPU")
-    return JobCost(str(benchmark), benchmark_seconds(benchmark), units, unit)
+    seconds = benchmark_seconds(benchmark) + float(info.get("earlier_attempts_seconds") or 0)
+    return JobCost(str(benchmark), seconds, units, unit)

@@ -150,6 +150,7 @@ def train_embedder(
         _loop_config(training, seed, grad_accum=world),
         state=model.state_dict,
         load_state=model.load_state_dict,
+        started=start,
         run_fingerprint=loop.fingerprint(
             [questions_path, *([retrieved_path] if retrieved_path else [])],
             store=_stat(embedding_shards),
@@ -159,12 +160,9 @@ def train_embedder(
             seed=seed,
         ),
     )
-    if distributed.is_main():
-        with atomic_path(out_dir, is_dir=True) as tmp:
-            model.save(str(tmp))
-            (tmp / "loss.csv").write_bytes((work / "loss.csv").read_bytes())
-        _write_info(out_info, start, lr, len(pairs), history)
-    loop.finish(work)
+    _finish(
+        out_dir, out_info, work, lambda tmp: model.save(str(tmp)), start, lr, len(pairs), history
+    )
 
 
 def train_generator(
@@ -228,6 +226,7 @@ def train_generator(
         _loop_config(training, seed, grad_accum, generator=model),
         state=lora_state,
         load_state=lambda s: model.load_state_dict(s, strict=False),
+        started=start,
         run_fingerprint=loop.fingerprint(
             [questions_path, retrieved_path],
             chunks=_stat(chunk_shards),
@@ -237,12 +236,16 @@ def train_generator(
             seed=seed,
         ),
     )
-    if distributed.is_main():
-        with atomic_path(out_dir, is_dir=True) as tmp:
-            save_adapter(model, tokenizer, tmp)
-            (tmp / "loss.csv").write_bytes((work / "loss.csv").read_bytes())
-        _write_info(out_info, start, lr, len(examples), history)
-    loop.finish(work)
+    _finish(
+        out_dir,
+        out_info,
+        work,
+        lambda tmp: save_adapter(model, tokenizer, tmp),
+        start,
+        lr,
+        len(examples),
+        history,
+    )
 
 
 def train_joint(
@@ -365,6 +368,7 @@ def train_joint(
         _loop_config(training, seed, accum, generator=gen if gen_lr is not None else None),
         state=state,
         load_state=load_state,
+        started=start,
         run_fingerprint=loop.fingerprint(
             [questions_path],
             index=_stat([index_path]),
@@ -378,25 +382,32 @@ def train_joint(
             seed=seed,
         ),
     )
+
+    def save(tmp: Path) -> None:
+        if embed_lr is not None:
+            query_encoder.save(str(tmp / "query_encoder"))
+        if gen_lr is not None:
+            save_adapter(gen, tokenizer, tmp / "adapter")
+
+    lrs = {"embedder": embed_lr, "generator": gen_lr}
+    _finish(out_dir, out_info, work, save, start, lrs, len(questions), history, loss=loss)
+
+
+def _finish(out_dir, out_info, work: Path, save, start, lr, n, history, **extra) -> None:
+    """The end every training step shares: ``save(tmp)`` writes the model into a temporary
+    folder that becomes ``out_dir`` with the loss curve, then the job record, and only then
+    the checkpoint folder goes (a kill before that resumes instead of starting over)."""
     if distributed.is_main():
         with atomic_path(out_dir, is_dir=True) as tmp:
-            if embed_lr is not None:
-                query_encoder.save(str(tmp / "query_encoder"))
-            if gen_lr is not None:
-                save_adapter(gen, tokenizer, tmp / "adapter")
+            save(tmp)
             (tmp / "loss.csv").write_bytes((work / "loss.csv").read_bytes())
-        _write_info(
-            out_info,
-            start,
-            {"embedder": embed_lr, "generator": gen_lr},
-            len(questions),
-            history,
-            loss=loss,
-        )
+        _write_info(out_info, start, lr, n, history, loop.earlier_attempts(work), **extra)
     loop.finish(work)
 
 
-def _write_info(path, start, lr, n, history, **extra) -> None:
+def _write_info(path, start, lr, n, history, earlier: list[float], **extra) -> None:
+    """``seconds``: this attempt's, as its Snakemake benchmark record; the cost tables add
+    ``earlier_attempts_seconds``, those of the killed attempts it resumed."""
     write_json(
         path,
         {
@@ -407,6 +418,8 @@ def _write_info(path, start, lr, n, history, **extra) -> None:
             "first_loss": history[0]["loss"] if history else None,
             "final_loss": history[-1]["loss"] if history else None,
             "seconds": round(time.time() - start, 3),
+            "attempts": len(earlier) + 1,
+            "earlier_attempts_seconds": round(sum(earlier), 3),
             "ranks": distributed.world_size(),
             **runtime.device_record(),
         },

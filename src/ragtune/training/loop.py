@@ -17,6 +17,7 @@ import csv
 import logging
 import math
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +27,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ragtune.io import atomic_path
+from ragtune.io import atomic_path, read_json, write_json
 from ragtune.training import distributed, rng
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
+# Wall seconds of each attempt at this run (a killed job's and its resumption's), kept beside
+# the checkpoint, so a resumed job's cost counts every attempt, not only the last.
+ATTEMPTS = "attempts.json"
+ATTEMPTS_EVERY_S = 10.0
 
 
 class NonFiniteLossError(RuntimeError):
@@ -99,15 +104,18 @@ def train(
     state: Callable[[], dict] | None = None,
     load_state: Callable[[dict], None] | None = None,
     run_fingerprint: dict[str, str] | None = None,
+    started: float | None = None,
 ) -> list[dict]:
     """Run the loop; return the loss log. ``state`` / ``load_state`` save and restore the
     trainable weights (a strategy knows which ones they are); the loop adds the optimizer,
     scheduler, RNG states and its position. ``run_fingerprint`` (:func:`fingerprint`) is
     stored with each checkpoint: one from a run that differs in it is discarded, with a log
-    line, and training starts over."""
+    line, and training starts over. ``started``: when this attempt began (``time.time()``;
+    default now), so its seconds in :data:`ATTEMPTS` include loading the model."""
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     world, rank = distributed.world_size(), distributed.rank()
+    clock = _AttemptClock(work_dir / ATTEMPTS, run_fingerprint, started, rank == 0)
     if world > cfg.grad_accum:
         log.warning(
             "%d ranks but %d micro-batch(es) per optimizer step: %d rank(s) idle at every step. "
@@ -220,10 +228,45 @@ def train(
             running = 0.0
             if step % interval == 0 and done < n_micro:
                 save()
+                clock.tick(force=True)
+            else:
+                clock.tick()
     bar.close()
+    clock.tick(force=True)
     if rank == 0:
         write_loss_csv(history, work_dir / "loss.csv")
     return history
+
+
+class _AttemptClock:
+    """Keeps :data:`ATTEMPTS` up to date: the list of this run's attempts' wall seconds, the
+    running one last, rewritten every few seconds (a job killed with -9 writes nothing at its
+    end). Attempts of another run (another fingerprint) are dropped with its checkpoint."""
+
+    def __init__(self, path: Path, run_fingerprint, started: float | None, writes: bool):
+        self.path, self.writes = path, writes
+        self.started = time.time() if started is None else started
+        self.fingerprint = run_fingerprint
+        earlier = read_json(path) if path.exists() else {}
+        same = earlier.get("fingerprint") == run_fingerprint
+        self.earlier = [float(s) for s in earlier.get("seconds", [])] if same else []
+        self.last = 0.0
+        self.tick(force=True)
+
+    def tick(self, force: bool = False) -> None:
+        now = time.time()
+        if not self.writes or (not force and now - self.last < ATTEMPTS_EVERY_S):
+            return
+        self.last = now
+        seconds = [*self.earlier, round(now - self.started, 3)]
+        write_json(self.path, {"fingerprint": self.fingerprint, "seconds": seconds})
+
+
+def earlier_attempts(work_dir: str | Path) -> list[float]:
+    """Wall seconds of the attempts before the one that finished this run (empty when the first
+    attempt finished it): what a resumed job's cost adds to its last benchmark record."""
+    path = Path(work_dir) / ATTEMPTS
+    return read_json(path)["seconds"][:-1] if path.exists() else []
 
 
 def write_loss_csv(history: list[dict], path: str | Path) -> None:
