@@ -35,5 +35,11 @@ rule all:
         all_targets(),
 
 
+# Before the first job (not on a dry run): every Hub source a pending job reads exists, and
+# the Hub answers or the local cache holds it. One message, instead of a failure in a job log.
+onstart:
+    check_hub_sources()
+
+
 onsuccess:
     print_summary()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ragtune import config as ragtune_config
 from ragtune import gpu as ragtune_gpu
+from ragtune import hub as ragtune_hub
 from ragtune import models as ragtune_models
 from ragtune import scheduling as ragtune_scheduling
 from ragtune.memory import plan as ragtune_memory_plan
@@ -17,8 +18,8 @@ from ragtune.report import tables as ragtune_tables
 ragtune_config.check(config)
 # No configured source on the Hub: every job runs with the Hub offline (jobs inherit this
 # process's environment, locally and through the SLURM executor, which re-reads this file).
-if not ragtune_config.hub_sources(config):
-    os.environ.update(ragtune_config.HUB_OFFLINE_ENV)
+if not ragtune_hub.sources(config):
+    os.environ.update(ragtune_hub.OFFLINE_ENV)
 
 RESULTS = config["results"]
 # One pinned environment for every rule, for `--sdm conda` users (same pins as pyproject.toml):
@@ -639,3 +640,8 @@ def print_summary():
     )
     if text:
         print(text)
+
+
+def check_hub_sources():
+    rules_to_run = {job.rule.name for job in workflow.dag.needrun_jobs()}
+    ragtune_hub.check(config, rules_to_run)

@@ -173,11 +173,11 @@ def test_a_corpus_record_without_text_is_named():
 def test_hub_sources_are_listed_and_local_configs_have_none(cfg):
     import yaml
 
-    from ragtune.config import hub_sources
+    from ragtune.hub import sources
 
-    assert hub_sources(cfg) == []
+    assert sources(cfg) == []
     paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
     paper["corpus"]["chunking"].setdefault("tokenizer", "sentence-transformers/all-MiniLM-L6-v2")
-    found = hub_sources(paper)
+    found = [str(s) for s in sources(paper)]
     assert "corpus.source.hub: MedRAG/wikipedia" in found
     assert "generators.llama3-8b: meta-llama/Meta-Llama-3-8B-Instruct" in found

@@ -1,10 +1,11 @@
 """The paper's config plans every stage at full scale (a dry run: no Hub access needed)."""
 
 import re
+import subprocess
 
 import yaml
 
-from helpers import REPO, snakemake
+from helpers import REPO, SNAKEMAKE, snakemake
 
 
 def test_paper_config_dry_run_plans_full_scale():
@@ -69,3 +70,39 @@ def test_each_shipped_config_writes_to_its_own_results_folder():
         if path.name != "schema.yaml"
     }
     assert len(set(folders.values())) == len(folders), folders
+
+
+def test_paper_config_offline_fails_before_any_job_naming_every_hub_source(tmp_path):
+    """A real run of the paper config where the Hub cannot be reached (and nothing is cached)
+    stops before the first job with one message naming each source, not in a job's log."""
+    import os
+    import shutil
+
+    cache = REPO / ".snakemake" / "ragtune-memory-plan"  # planned by the dry run above
+    if cache.exists():
+        shutil.copytree(cache, tmp_path / ".snakemake" / "ragtune-memory-plan")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    out = subprocess.run(
+        [
+            *SNAKEMAKE,
+            "-c1",
+            "--configfile",
+            str(REPO / "config/paper.yaml"),
+            "--directory",
+            str(tmp_path),
+            "-s",
+            str(REPO / "Snakefile"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=REPO,
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "HubCheckError" in text and "the Hugging Face Hub cannot be reached" in text
+    assert "corpus.source.hub: MedRAG/wikipedia" in text
+    assert "generators.llama3-8b: meta-llama/Meta-Llama-3-8B-Instruct" in text
+    assert "HF_HUB_OFFLINE=1" in text  # the fix
+    assert not (tmp_path / "results").exists() and "rule download_corpus" not in text

@@ -68,32 +68,6 @@ def check_keys(config: dict[str, Any], schema_path: str | Path) -> None:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
 
 
-def hub_sources(config: dict[str, Any]) -> list[str]:
-    """Every configured source that lives on the Hugging Face Hub: datasets, the corpus and
-    models (a spec of a local folder, file or installed package is not)."""
-    out = []
-    if "hub" in config["corpus"]["source"]:
-        out.append(f"corpus.source.hub: {config['corpus']['source']['hub']}")
-    for name, dataset in config["datasets"].items():
-        if "hub" in dataset["source"]:
-            out.append(f"datasets.{name}.source.hub: {dataset['source']['hub']}")
-    specs = [(f"embedders.{k}", v) for k, v in config["embedders"].items()]
-    specs += [(f"generators.{k}", v) for k, v in config["generators"].items()]
-    specs.append(("corpus.chunking.tokenizer", config["corpus"]["chunking"]["tokenizer"]))
-    for key, spec in specs:
-        try:
-            if models.resolve(spec).kind == "hub" or models.HUB_GGUF.match(str(spec)):
-                out.append(f"{key}: {spec}")
-        except models.ModelSpecError:
-            continue  # check() reports it
-    return out
-
-
-# Set for every job where no source is on the Hub: the datasets and Hub libraries then make no
-# network call (without them a local-only run still asks the Hub, e.g. datasets' counters).
-HUB_OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-
 def check(config: dict[str, Any]) -> None:
     problems: list[str] = []
     problems += _check_pipelines(config)
