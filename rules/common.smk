@@ -11,6 +11,7 @@ from ragtune import hub as ragtune_hub
 from ragtune import models as ragtune_models
 from ragtune import scheduling as ragtune_scheduling
 from ragtune.memory import plan as ragtune_memory_plan
+from ragtune.retrieval import index as ragtune_faiss_index
 from ragtune.report import summary as ragtune_summary
 from ragtune.report import tables as ragtune_tables
 
@@ -171,6 +172,16 @@ def embedding_shards(embedder):
 
 def index_file(embedder):
     return f"{RESULTS}/corpus/{CORPUS}/index/{embedder}/index.faiss"
+
+
+# k against every index already built: a k the corpus cannot fill fails here, before any job.
+ragtune_faiss_index.check_k_against_built(
+    config["retrieval"]["k"],
+    [
+        f"{RESULTS}/corpus/{CORPUS}/index/{embedder}/info.json"
+        for embedder in sorted({p["embedder"] for p in PIPELINES.values()})
+    ],
+)
 
 
 def store_manifest(embedder):

@@ -181,3 +181,21 @@ def test_hub_sources_are_listed_and_local_configs_have_none(cfg):
     found = [str(s) for s in sources(paper)]
     assert "corpus.source.hub: MedRAG/wikipedia" in found
     assert "generators.llama3-8b: meta-llama/Meta-Llama-3-8B-Instruct" in found
+
+
+def test_k_above_a_built_index_fails_the_plan(cfg, tmp_path):
+    """Once the index is built, its size is known at planning time: a k it cannot fill fails
+    the plan instead of the retrieval job (and would otherwise say Recall@k of a k that never
+    ran)."""
+    import json
+
+    info = tmp_path / "results" / "corpus" / cfg["corpus"]["name"] / "index" / "minilm"
+    info.mkdir(parents=True)
+    (info / "info.json").write_text(json.dumps({"ntotal": 1375}))
+    cfg["retrieval"]["k"] = 100000
+    out = _dry_run(cfg, tmp_path)
+    assert out.returncode != 0
+    assert "retrieval.k is 100000, but the index built before" in out.text
+    assert "holds only 1375 chunks" in out.text
+    cfg["retrieval"]["k"] = 5
+    assert _dry_run(cfg, tmp_path).returncode == 0

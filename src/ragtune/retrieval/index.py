@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -108,6 +109,18 @@ def read_index(path: str) -> faiss.Index:
             f"{path} is not a readable faiss index ({str(err).splitlines()[0]}): it was cut "
             "short or overwritten. Delete it and run snakemake again, which re-runs build_index"
         ) from err
+
+
+def check_k_against_built(k: int, info_paths) -> None:
+    """At planning time: k against each index already built (its ``info.json``), so a k the
+    corpus cannot fill fails before any job, not in ``retrieve``. Unbuilt indexes are checked
+    by ``build_index``."""
+    import json
+
+    for path in map(Path, info_paths):
+        if path.exists():
+            ntotal = json.loads(path.read_text(encoding="utf-8"))["ntotal"]
+            check_k(k, ntotal, f"the index built before ({path})")
 
 
 def check_k(k: int, ntotal: int, where: str) -> None:

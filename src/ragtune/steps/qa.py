@@ -65,6 +65,7 @@ def retrieve(
             f"index ({index.ntotal}), embeddings ({len(store)}) and chunks ({len(chunks)}) "
             "disagree on the corpus size; re-run build_index"
         )
+    faiss_index.check_k(retrieval["k"], index.ntotal, f"the index {index_path}")
     for questions_path, out_path in zip(questions_paths, out_paths, strict=True):
         questions = list(read_jsonl(questions_path))
         query_vecs = encode(
