@@ -1,8 +1,11 @@
 # ragtune: fine-tune and evaluate RAG pipelines, after Lawton et al. (EMNLP 2025 Findings).
 # This file only wires things together: helpers live in rules/common.smk, logic in src/ragtune.
+import sys
+
 from snakemake.utils import min_version, validate
 
 from ragtune.config import check_keys
+from ragtune.data import demo
 
 min_version("9.0")
 
@@ -17,6 +20,14 @@ if not workflow.overwrite_configfiles:
 # Unknown keys first, one line each with the nearest valid key; then the schema's own checks.
 check_keys(config, f"{workflow.basedir}/config/schema.yaml")
 validate(config, "config/schema.yaml")
+
+# The demo's inputs, before anything reads them: the local mirror, or a fetch from public
+# sources on a fresh clone (ragtune.data.demo). Which one is in the log and the report.
+DEMO_SOURCE = None
+if "demo_data" in config:
+    DEMO_SOURCE = demo.ensure(config["demo_data"], config["datasets"], workflow.basedir)
+    if workflow.is_main_process:
+        print(f"ragtune: demo data from {demo.describe(DEMO_SOURCE)}", file=sys.stderr)
 
 
 include: "rules/common.smk"

@@ -594,6 +594,10 @@ def figure_inputs(wildcards):
     return sorted({c["folder"] for c in chosen_loss_curves()})
 
 
+def split_size(spec):
+    return spec["size"] if "size" in spec else len(spec["ids"])
+
+
 # What the report says made it: the config's content hash (saved beside the report as
 # report/config.yaml), its pipelines and datasets. Not the config file's name, so that the same
 # config under another name does not re-make every table.
@@ -604,7 +608,7 @@ CONFIG_LABEL = "config md5 {md5} (report/config.yaml); pipelines: {pipes}; datas
         f"{p} ({v['embedder']} + {v['generator']})" for p, v in PIPELINES.items()
     ),
     data=", ".join(
-        f"{d} (validation n={v['splits']['validation']['size']})"
+        f"{d} (validation n={split_size(v['splits']['validation'])})"
         for d, v in config["datasets"].items()
     ),
 )
@@ -616,7 +620,7 @@ SETUP_LABEL = "{pipes}; top-{k}; validation n = {n}".format(
     ),
     k=config["retrieval"]["k"],
     n=", ".join(
-        f"{d} {v['splits']['validation']['size']}"
+        f"{d} {split_size(v['splits']['validation'])}"
         for d, v in config["datasets"].items()
     ),
 )

@@ -86,5 +86,6 @@ rule report_config:
     params:
         config=config,
         files=CONFIG_LABEL,
+        demo_source=DEMO_SOURCE,
     script:
         "../workflow/scripts/report_config.py"

@@ -28,6 +28,7 @@ def tiny_config(mirror: Path, results: Path, datasets=("hotpotqa",)) -> dict:
     base = yaml.safe_load((REPO / "config/config.yaml").read_text())
     cfg = copy.deepcopy(base)
     cfg["results"] = str(results)
+    del cfg["demo_data"]  # the mirror's files are read where they are
     cfg["corpus"]["source"]["files"] = [str(mirror / "wikipedia/chunks.jsonl.gz")]
     cfg["corpus"]["focus"] = {"distractors": 150}
     ds = cfg["datasets"]
@@ -39,7 +40,8 @@ def tiny_config(mirror: Path, results: Path, datasets=("hotpotqa",)) -> dict:
     cfg["datasets"] = ds = {name: ds[name] for name in datasets}
     for d in ds.values():
         for split, size in (("train", 4), ("validation", 4), ("test", 4)):
-            d["splits"][split]["size"] = size
+            # a seeded sample of the mirror's files, not the demo's pinned ids
+            d["splits"][split] = {"from": d["splits"][split]["from"], "size": size}
     cfg["generation"]["max_new_tokens"] = 8
     cfg["generation"]["max_prompt_tokens"] = 128
     cfg["training"]["generator"]["max_prompt_tokens"] = 96

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune import models
-from ragtune.data.qa import FIELD_RULES, FORMATS, first_record, validate_file
+from ragtune.data.qa import FIELD_RULES, FORMATS, first_record, iter_records, validate_file
 
 SPLITS = ("train", "validation", "test")
 
@@ -132,6 +132,35 @@ def _check_corpus(config) -> list[str]:
     return out
 
 
+def _check_ids(name: str, dataset, source: str, path) -> list[str]:
+    """Pinned question ids (``splits.<split>.ids``) must all be in their source file, and in one
+    split only."""
+    pinned = {
+        split: [str(i) for i in spec["ids"]]
+        for split, spec in dataset["splits"].items()
+        if spec["from"] == source and "ids" in spec
+    }
+    if not pinned:
+        return []
+    present = {str(rec.get("id")) for _, rec in iter_records(path)}
+    out, seen = [], {}
+    for split, ids in pinned.items():
+        missing = [i for i in ids if i not in present]
+        if missing:
+            out.append(
+                f"datasets.{name}.splits.{split}.ids: {len(missing)} id(s) are not in {path} "
+                f"(first: {', '.join(missing[:3])}); fix the ids or the source file"
+            )
+        for i in ids:
+            if i in seen:
+                out.append(
+                    f"datasets.{name}.splits.{split}.ids: '{i}' is also in split "
+                    f"'{seen[i]}'; a question belongs to one split"
+                )
+            seen[i] = split
+    return out
+
+
 def _check_dataset(name: str, dataset) -> list[str]:
     out = []
     fmt = FORMATS[dataset["format"]]
@@ -161,6 +190,7 @@ def _check_dataset(name: str, dataset) -> list[str]:
         # "question": null for every question and fail jobs later, far from its cause.
         try:
             counts[split], bad = validate_file(path, FIELD_RULES[dataset["format"]])
+            out += _check_ids(name, dataset, split, path)
         except ValueError as err:
             out.append(f"{key}: {err}")
             continue
@@ -173,7 +203,10 @@ def _check_dataset(name: str, dataset) -> list[str]:
     # convert_generator had already run).
     for source, n in counts.items():
         users = [s for s, spec in dataset["splits"].items() if spec["from"] == source]
-        asked = sum(dataset["splits"][s]["size"] for s in users)
+        asked = sum(
+            dataset["splits"][s].get("size", len(dataset["splits"][s].get("ids", ())))
+            for s in users
+        )
         if asked > n:
             out.append(
                 f"datasets.{name}.splits: {', '.join(users)} ask for {asked} questions from "

@@ -184,22 +184,31 @@ def carve(
 ) -> dict[str, list[dict[str, Any]]]:
     """Carve our splits out of the source splits.
 
-    ``plan`` maps each of our splits to ``{from: source split, size: n}``. Each source pool is
-    shuffled once with ``seed``; our splits that draw from the same pool take consecutive,
-    disjoint slices of it in train, validation, test order, so no question leaks across splits.
+    ``plan`` maps each of our splits to ``{from: source split, size: n}`` or ``{from: source
+    split, ids: [...]}``. A split with ``ids`` holds exactly those questions, in that order, so
+    it is the same wherever the source file came from (the demo's questions, fetched or read
+    from the mirror). Each source pool, less the pinned questions, is shuffled once with
+    ``seed``; our sized splits that draw from the same pool take consecutive, disjoint slices
+    of it in train, validation, test order, so no question leaks across splits.
     """
+    pinned = {name: set() for name in pools}
+    for spec in plan.values():
+        pinned[spec["from"]].update(str(i) for i in spec.get("ids", ()))
     shuffled = {}
     for name, pool in pools.items():
-        order = list(pool)
+        order = [rec for rec in pool if rec["id"] not in pinned[name]]
         random.Random(f"{seed}:{name}").shuffle(order)
         shuffled[name] = order
     taken = {name: 0 for name in pools}
     out = {}
     for split in ("train", "validation", "test"):
-        source, size = plan[split]["from"], plan[split]["size"]
-        start = taken[source]
+        source = plan[split]["from"]
+        if "ids" in plan[split]:
+            out[split] = pick_ids(pools[source], plan[split]["ids"], f"{split} (from {source})")
+            continue
+        size, start = plan[split]["size"], taken[source]
         if start + size > len(shuffled[source]):
-            users = [s for s in plan if plan[s]["from"] == source]
+            users = [s for s in plan if plan[s]["from"] == source and "size" in plan[s]]
             raise ValueError(
                 f"splits {users} ask for {sum(plan[s]['size'] for s in users)} questions from "
                 f"source split '{source}', which has only {len(shuffled[source])}; lower their "
@@ -208,3 +217,15 @@ def carve(
         out[split] = shuffled[source][start : start + size]
         taken[source] = start + size
     return out
+
+
+def pick_ids(pool: list[dict[str, Any]], ids: list, where: str) -> list[dict[str, Any]]:
+    """The records of ``ids``, in their order; every id must be in the pool."""
+    by_id = {rec["id"]: rec for rec in pool}
+    missing = [str(i) for i in ids if str(i) not in by_id]
+    if missing:
+        raise ValueError(
+            f"split {where}: {len(missing)} of its ids are not in the source "
+            f"(first: {', '.join(missing[:3])}); fix the ids or the source file"
+        )
+    return [by_id[str(i)] for i in ids]

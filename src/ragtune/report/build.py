@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -99,9 +100,16 @@ def build_figures(
     figures.paper_comparison(pd.read_csv(comparison_csv), out / "paper_comparison", caption)
 
 
-def write_config(config: dict, path: str | Path, label: str) -> None:
-    """The config the run used, defaults filled in, for the report."""
+def write_config(
+    config: dict, path: str | Path, label: str, demo_source: dict | None = None
+) -> None:
+    """The config the run used, defaults filled in, for the report; with ``demo_source``
+    (the demo data folder's SOURCE.json), where the demo's data came from."""
+    from ragtune.data.demo import describe
+
+    head = f"# {label}\n"
+    if demo_source:
+        head += f"# demo data from {describe(demo_source)}\n"
+        head += "".join(f"#   {line}\n" for line in json.dumps(demo_source, indent=1).splitlines())
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(
-            f"# {label}\n" + yaml.safe_dump(config, sort_keys=False), encoding="utf-8"
-        )
+        Path(tmp).write_text(head + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
