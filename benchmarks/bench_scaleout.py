@@ -39,7 +39,7 @@ from ragtune.data.corpus import chunk_documents, iter_documents
 JOB = (
     "import sys, torch; torch.set_num_threads(1);"
     "from ragtune.steps.index import embed_shard;"
-    "embed_shard(sys.argv[1], sys.argv[2], sys.argv[3], {'batch_size': 64})"
+    "embed_shard(sys.argv[1], sys.argv[2], sys.argv[3], {'batch_size': 64, 'max_seq_length': None})"
 )
 
 

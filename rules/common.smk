@@ -9,6 +9,7 @@ from ragtune import config as ragtune_config
 from ragtune import gpu as ragtune_gpu
 from ragtune import hub as ragtune_hub
 from ragtune import models as ragtune_models
+from ragtune import rule_settings as ragtune_rule_settings
 from ragtune import scheduling as ragtune_scheduling
 from ragtune.memory import plan as ragtune_memory_plan
 from ragtune.retrieval import index as ragtune_faiss_index
@@ -601,7 +602,9 @@ def split_size(spec):
 # What the report says made it: the config's content hash (saved beside the report as
 # report/config.yaml), its pipelines and datasets. Not the config file's name, so that the same
 # config under another name does not re-make every table.
-CONFIG_MD5 = hashlib.md5(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+# Speed and memory knobs and resources are left out (ragtune.rule_settings.result_config).
+RESULT_CONFIG = ragtune_rule_settings.result_config(config)
+CONFIG_MD5 = hashlib.md5(json.dumps(RESULT_CONFIG, sort_keys=True).encode()).hexdigest()[:10]
 CONFIG_LABEL = "config md5 {md5} (report/config.yaml); pipelines: {pipes}; datasets: {data}".format(
     md5=CONFIG_MD5,
     pipes=", ".join(

@@ -25,7 +25,7 @@ rule evaluate:
         gpu=gpus("evaluate"),
     params:
         generator=generator_spec,
-        generation=config["generation"],
+        settings=ragtune_rule_settings.triggers(config, "evaluate"),
     script:
         "../workflow/scripts/evaluate.py"
 

@@ -17,7 +17,7 @@ rule embed_corpus:
         gpu=gpus("embed_corpus"),
     params:
         embedder=lambda wc: config["embedders"][wc.embedder],
-        embedding=config["embedding"],
+        settings=ragtune_rule_settings.triggers(config, "embed_corpus"),
     script:
         "../workflow/scripts/embed_corpus.py"
 
@@ -40,7 +40,7 @@ rule build_index:
     resources:
         gpu=gpus("build_index"),
     params:
-        retrieval=config["retrieval"],
+        settings=ragtune_rule_settings.triggers(config, "build_index"),
         seed=config["seed"],
     script:
         "../workflow/scripts/build_index.py"

@@ -43,7 +43,7 @@ rule retrieve:
         gpu=gpus("retrieve"),
     params:
         embedder=lambda wc: config["embedders"][wc.embedder],
-        retrieval=config["retrieval"],
+        settings=ragtune_rule_settings.triggers(config, "retrieve"),
     script:
         "../workflow/scripts/retrieve.py"
 
@@ -72,6 +72,6 @@ rule retrieve_tuned:
         gpu=gpus("retrieve"),
     params:
         embedder=query_embedder_spec,
-        retrieval=config["retrieval"],
+        settings=ragtune_rule_settings.triggers(config, "retrieve_tuned"),
     script:
         "../workflow/scripts/retrieve.py"

@@ -84,7 +84,7 @@ rule report_config:
     conda:
         CONDA_ENV
     params:
-        config=config,
+        config=RESULT_CONFIG,
         files=CONFIG_LABEL,
         demo_source=DEMO_SOURCE,
     script:

@@ -23,7 +23,7 @@ rule train_embedder:
         gpu=gpus("train_embedder"),
     params:
         embedder=lambda wc: config["embedders"][wc.embedder],
-        training=config["training"],
+        settings=ragtune_rule_settings.triggers(config, "train_embedder"),
         seed=config["seed"],
     script:
         "../workflow/scripts/train_embedder.py"
@@ -52,7 +52,7 @@ rule train_generator:
         gpu=gpus("train_generator"),
     params:
         generator=lambda wc: base_generator_spec(wc.pipeline),
-        training=config["training"],
+        settings=ragtune_rule_settings.triggers(config, "train_generator"),
         seed=config["seed"],
     script:
         "../workflow/scripts/train_generator.py"
@@ -88,8 +88,7 @@ rule train_joint:
         generator=joint_generator_spec,
         loss=lambda wc: JOINT_LOSS[wc.strategy],
         lrs=joint_lrs,
-        retrieval=config["retrieval"],
-        training=config["training"],
+        settings=ragtune_rule_settings.triggers(config, "train_joint"),
         seed=config["seed"],
     script:
         "../workflow/scripts/train_joint.py"

@@ -197,6 +197,9 @@ def test_embedding_a_shard_refuses_to_write_broken_vectors(tmp_path, monkeypatch
     monkeypatch.setattr(step, "encode", lambda *a, **k: np.full((1, 8), np.nan, np.float32))
     with pytest.raises(CorruptArtifactError, match="not finite"):
         step.embed_shard(
-            str(tmp_path / "chunks.jsonl"), str(tmp_path / "e.npy"), "m", {"batch_size": 4}
+            str(tmp_path / "chunks.jsonl"),
+            str(tmp_path / "e.npy"),
+            "m",
+            {"batch_size": 4, "max_seq_length": None},
         )
     assert not (tmp_path / "e.npy").exists()

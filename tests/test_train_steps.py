@@ -18,7 +18,15 @@ from ragtune.training import loop
 TRAINING = {
     "warmup_ratio": 0.0,
     "checkpoint_every": 1,
-    "embedder": {"batch_size": 4, "loss": "mnrl", "scale": 20.0, "mini_batch": 2},
+    "lora_dropout": 0.05,
+    "gradient_checkpointing": "auto",
+    "embedder": {
+        "batch_size": 4,
+        "loss": "mnrl",
+        "scale": 20.0,
+        "mini_batch": 2,
+        "hard_negatives": 0,
+    },
     "generator": {
         "batch_size": 2,
         "effective_batch_size": 2,
@@ -189,6 +197,7 @@ JOINT = {
         "scale": 20.0,
         "max_prompt_tokens": 96,
         "quantize": "none",
+        "rows_per_forward": 0,
     },
 }
 RETRIEVAL = {"k": 3, "nprobe": 1, "ef_search": 16, "rescore_factor": 1}

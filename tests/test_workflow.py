@@ -278,3 +278,47 @@ def test_rerun_has_nothing_to_do(tiny_run, tmp_path):
     )
     assert out.returncode == 0
     assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def _planned(cfg, results, tmp_path, name):
+    """{rule: jobs} a dry run plans on the finished tiny run under ``cfg``."""
+    import re
+
+    path = write_config(cfg, tmp_path / f"{name}.yaml")
+    out = snakemake(
+        "-n", "--cores", "2", "--configfile", str(path), "--directory", str(results.parent)
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    if "Nothing to be done" in text:
+        return {}
+    stats = text.split("Job stats:")[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+
+def test_each_edit_re_runs_exactly_what_reads_it(tiny_run, tmp_path):
+    """Params are Snakemake re-run triggers: each rule gets only the keys that shape its
+    outputs, and speed-only knobs none."""
+    import copy
+
+    cfg, results, _ = tiny_run
+    speed = copy.deepcopy(cfg)
+    speed["retrieval"]["query_batch_size"] += 1
+    speed["embedding"]["batch_size"] += 1
+    speed["generation"]["batch_size"] += 1
+    speed["training"]["joint"]["rows_per_forward"] = 3
+    speed["resources"]["gpu_memory_gb"] = 80
+    assert _planned(speed, results, tmp_path, "speed") == {}
+
+    joint = copy.deepcopy(cfg)
+    joint["training"]["joint"]["scale"] = 7.0
+    rules = _planned(joint, results, tmp_path, "joint")
+    assert rules["train_joint"] >= 1
+    untouched = {"train_embedder", "train_generator", "embed_corpus", "build_index", "retrieve"}
+    assert not untouched & set(rules), rules
+
+    k = copy.deepcopy(cfg)
+    k["retrieval"]["k"] = cfg["retrieval"]["k"] - 1
+    rules = _planned(k, results, tmp_path, "k")
+    assert rules["retrieve"] >= 1 and rules["train_joint"] >= 1
+    assert not {"build_index", "embed_corpus", "chunk_corpus"} & set(rules), rules

@@ -1,3 +1,4 @@
+from ragtune.rule_settings import settings
 from ragtune.runner import run
 from ragtune.steps.index import build_index
 
@@ -9,7 +10,7 @@ run(
         s.output.index,
         s.output.info,
         s.output.store,
-        s.params.retrieval,
+        settings(s)["retrieval"],
         s.params.seed,
     ),
 )

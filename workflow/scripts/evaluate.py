@@ -1,4 +1,5 @@
 from ragtune.retrieval.store import read_manifest
+from ragtune.rule_settings import settings
 from ragtune.runner import run
 from ragtune.steps.evaluate import evaluate
 
@@ -9,7 +10,7 @@ run(
         s.input.retrieved,
         read_manifest(s.input.store)[1],
         s.params.generator,
-        s.params.generation,
+        settings(s)["generation"],
         s.output.metrics,
         s.output.predictions,
         extra=dict(s.wildcards),

@@ -1,4 +1,5 @@
 from ragtune.retrieval.store import read_manifest
+from ragtune.rule_settings import settings
 from ragtune.runner import run
 from ragtune.steps.qa import retrieve
 
@@ -10,6 +11,6 @@ run(
         *read_manifest(s.input.store),
         list(s.output),
         s.params.embedder,
-        s.params.retrieval,
+        settings(s)["retrieval"],
     ),
 )

@@ -1,4 +1,5 @@
 from ragtune.retrieval.store import read_manifest
+from ragtune.rule_settings import settings
 from ragtune.runner import run
 from ragtune.steps.train import train_embedder
 
@@ -11,7 +12,7 @@ run(
         s.output.model,
         s.output.info,
         float(s.wildcards.lr),
-        s.params.training,
+        settings(s)["training"],
         s.params.seed,
         s.input.retrieved,
     ),

@@ -1,4 +1,5 @@
 from ragtune.retrieval.store import read_manifest
+from ragtune.rule_settings import settings
 from ragtune.runner import run
 from ragtune.steps.train import train_generator
 
@@ -12,7 +13,7 @@ run(
         s.output.adapter,
         s.output.info,
         float(s.wildcards.lr),
-        s.params.training,
+        settings(s)["training"],
         s.params.seed,
     ),
     distributed=True,

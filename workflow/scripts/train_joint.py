@@ -1,4 +1,5 @@
 from ragtune.retrieval.store import read_manifest
+from ragtune.rule_settings import settings
 from ragtune.runner import run
 from ragtune.steps.train import train_joint
 
@@ -15,8 +16,8 @@ run(
         loss=s.params.loss,
         embed_lr=s.params.lrs["embed"],
         gen_lr=s.params.lrs["gen"],
-        retrieval=s.params.retrieval,
-        training=s.params.training,
+        retrieval=settings(s)["retrieval"],
+        training=settings(s)["training"],
         seed=s.params.seed,
     ),
     distributed=True,

@@ -132,7 +132,7 @@ def evaluate(
         )
     chunks = ChunkStore(chunk_shards)
     model, tokenizer = load_generator(
-        generator, generation["dtype"], generation.get("lora_base", "auto")
+        generator, generation["dtype"], generation["lora_base"]
     )
     contexts = [chunks.get_many(retrieved[q["id"]]["rows"]) for q in questions]
     prompts = [

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def embed_shard(chunks_path: str, out_npy: str, embedder: str, embedding: dict) -> None:
     model = models.load_embedder(embedder, device=runtime.device())
-    if embedding.get("max_seq_length"):
+    if embedding["max_seq_length"]:
         model.max_seq_length = embedding["max_seq_length"]
     texts = [passage_text(c) for c in read_jsonl(chunks_path)]
     start = time.time()

@@ -30,7 +30,6 @@ from ragtune.training.embedder import (
     query_slices,
 )
 from ragtune.training.generator import (
-    LORA_DROPOUT,
     build_example,
     collate,
     generator_loss,
@@ -92,7 +91,7 @@ def train_embedder(
     positives = choose_positives(base_vecs, articles, store)
     cfg = training["embedder"]
     negatives = [[] for _ in questions]
-    if cfg.get("hard_negatives", 0):
+    if cfg["hard_negatives"]:
         if retrieved_path is None:
             raise ValueError("training.embedder.hard_negatives needs the train split's retrieval")
         retrieved = {r["qid"]: r["rows"] for r in read_jsonl(retrieved_path)}
@@ -184,9 +183,9 @@ def train_generator(
     model, tokenizer = load_for_training(
         generator,
         cfg["quantize"],
-        training.get("lora_dropout", LORA_DROPOUT),
+        training["lora_dropout"],
         seed,
-        training.get("gradient_checkpointing", "auto"),
+        training["gradient_checkpointing"],
     )
     examples = [
         build_example(
@@ -298,10 +297,10 @@ def train_joint(
     if gen_lr is not None:
         gen, tokenizer = load_for_training(
             generator,
-            cfg.get("quantize", "auto"),
-            training.get("lora_dropout", LORA_DROPOUT),
+            cfg["quantize"],
+            training["lora_dropout"],
             seed,
-            training.get("gradient_checkpointing", "auto"),
+            training["gradient_checkpointing"],
         )
         gen.train()
     else:
@@ -341,7 +340,7 @@ def train_joint(
             max_prompt_tokens=cfg["max_prompt_tokens"],
             train_embedder=embed_lr is not None,
             train_generator=gen_lr is not None,
-            rows_per_forward=cfg.get("rows_per_forward", 0),
+            rows_per_forward=cfg["rows_per_forward"],
         )
 
     def state():

@@ -1,0 +1,121 @@
+"""Which config keys each rule reads, and which of them re-run it when they change.
+
+Snakemake re-runs a job whose ``params`` changed. A rule that received whole config sections
+re-ran for keys it never reads (editing ``training.joint.scale`` re-trained Ft. Embed.) and for
+knobs that change only speed or memory (``embedding.batch_size`` re-embedded the corpus). So
+each rule's ``params.settings`` holds exactly the keys that shape its outputs
+(:data:`TRIGGERS`), and its script adds, from ``snakemake.config`` at run time, the keys it
+only reads for speed, memory or a check (:data:`RUN_TIME`), which re-run nothing.
+
+A step that reads a key listed in neither fails with a ``KeyError`` on its first run: the
+tables below cannot silently drift from the code.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+_SEARCH = ["retrieval.k", "retrieval.nprobe", "retrieval.ef_search", "retrieval.rescore_factor"]
+_TRAINING = ["training.warmup_ratio"]
+_LORA = ["training.lora_dropout"]
+_RUN_TIME_TRAINING = ["training.checkpoint_every", "training.gradient_checkpointing"]
+
+TRIGGERS: dict[str, list[str]] = {
+    "embed_corpus": ["embedding.max_seq_length"],
+    "build_index": ["retrieval.index_factory", "retrieval.train_size"],
+    "retrieve": _SEARCH,
+    "retrieve_tuned": _SEARCH,
+    "train_embedder": _TRAINING
+    + [
+        "training.embedder.loss",
+        "training.embedder.batch_size",
+        "training.embedder.scale",
+        "training.embedder.hard_negatives",
+    ],
+    "train_generator": _TRAINING + _LORA + ["training.generator"],
+    "train_joint": _TRAINING
+    + _LORA
+    + _SEARCH
+    + [
+        "training.joint.batch_size",
+        "training.joint.effective_batch_size",
+        "training.joint.scale",
+        "training.joint.max_prompt_tokens",
+        "training.joint.quantize",
+    ],
+    "evaluate": [
+        "generation.max_new_tokens",
+        "generation.max_prompt_tokens",
+        "generation.dtype",
+        "generation.lora_base",
+    ],
+}
+RUN_TIME: dict[str, list[str]] = {
+    "embed_corpus": ["embedding.batch_size"],
+    # k is only checked against the corpus here: the index does not depend on it.
+    "build_index": ["retrieval.add_batch_size", "retrieval.k"],
+    "retrieve": ["retrieval.query_batch_size"],
+    "retrieve_tuned": ["retrieval.query_batch_size"],
+    # GradCache computes the same loss and gradients as plain MNRL in mini-batches.
+    "train_embedder": ["training.checkpoint_every", "training.embedder.mini_batch"],
+    "train_generator": _RUN_TIME_TRAINING,
+    "train_joint": _RUN_TIME_TRAINING + ["training.joint.rows_per_forward"],
+    "evaluate": ["generation.batch_size"],
+}
+
+
+def pick(config: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """The nested sub-dict of ``config`` holding only the dotted ``keys``."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        *parents, leaf = key.split(".")
+        src, dst = config, out
+        for part in parents:
+            src = src[part]
+            dst = dst.setdefault(part, {})
+        dst[leaf] = copy.deepcopy(src[leaf])
+    return out
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def triggers(config: dict[str, Any], rule: str) -> dict[str, Any]:
+    """The rule's ``params.settings``: the keys whose change re-runs it."""
+    return pick(config, TRIGGERS[rule])
+
+
+def settings(smk: Any) -> dict[str, Any]:
+    """In a rule's script: its trigger keys plus its run-time keys, as one config-shaped dict."""
+    return merge(dict(smk.params.settings), pick(smk.config, RUN_TIME[smk.rule]))
+
+
+def result_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config less what cannot change a result: every run-time key above and the
+    ``resources`` section. Its hash labels the tables and the report keeps it, so a speed knob
+    or a GPU count changed between runs re-makes no table."""
+    out = copy.deepcopy(config)
+    out.pop("resources", None)
+    for key in {k for keys in RUN_TIME.values() for k in keys} - _checked_only():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(leaf, None)
+    return out
+
+
+def _checked_only() -> set[str]:
+    """Run-time keys of one rule that are another's triggers (k: build_index checks it,
+    retrieval depends on it): they stay in the result config."""
+    return {k for keys in RUN_TIME.values() for k in keys} & {
+        k for keys in TRIGGERS.values() for k in keys
+    }

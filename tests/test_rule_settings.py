@@ -1,0 +1,56 @@
+"""Each rule's re-run triggers are exactly the config keys that shape its outputs."""
+
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from helpers import REPO
+from ragtune import rule_settings as rs
+
+
+@pytest.fixture(scope="module")
+def config():
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    validate(cfg, str(REPO / "config/schema.yaml"))  # with every default
+    return cfg
+
+
+def test_every_listed_key_is_a_config_key(config):
+    for table in (rs.TRIGGERS, rs.RUN_TIME):
+        for keys in table.values():
+            rs.pick(config, keys)  # a KeyError names a key the schema does not have
+    assert set(rs.TRIGGERS) == set(rs.RUN_TIME)
+
+
+def test_triggers_hold_only_the_rule_s_own_keys(config):
+    joint = rs.triggers(config, "train_joint")
+    assert joint["training"]["joint"]["scale"] == config["training"]["joint"]["scale"]
+    assert "rows_per_forward" not in joint["training"]["joint"]  # speed only
+    embedder = rs.triggers(config, "train_embedder")["training"]
+    assert "joint" not in embedder and "generator" not in embedder
+    assert "k" not in rs.triggers(config, "build_index")["retrieval"]
+    assert rs.triggers(config, "retrieve")["retrieval"]["k"] == config["retrieval"]["k"]
+    assert "batch_size" not in rs.triggers(config, "embed_corpus")["embedding"]
+    assert "query_batch_size" not in rs.triggers(config, "retrieve")["retrieval"]
+
+
+def test_a_script_sees_its_triggers_and_its_run_time_keys(config):
+    smk = SimpleNamespace(
+        rule="retrieve",
+        params=SimpleNamespace(settings=rs.triggers(config, "retrieve")),
+        config=config,
+    )
+    retrieval = rs.settings(smk)["retrieval"]
+    assert retrieval["query_batch_size"] == config["retrieval"]["query_batch_size"]
+    assert retrieval["k"] == config["retrieval"]["k"]
+    assert "index_factory" not in retrieval  # not what retrieve reads
+
+
+def test_the_result_config_leaves_out_speed_knobs_and_resources(config):
+    out = rs.result_config(config)
+    assert "resources" not in out and "batch_size" not in out["embedding"]
+    assert "query_batch_size" not in out["retrieval"] and out["retrieval"]["k"]
+    assert "rows_per_forward" not in out["training"]["joint"]
+    assert "batch_size" in config["embedding"]  # the config itself is untouched
