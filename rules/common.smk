@@ -604,7 +604,9 @@ def split_size(spec):
 # config under another name does not re-make every table.
 # Speed and memory knobs and resources are left out (ragtune.rule_settings.result_config).
 RESULT_CONFIG = ragtune_rule_settings.result_config(config)
-CONFIG_MD5 = hashlib.md5(json.dumps(RESULT_CONFIG, sort_keys=True).encode()).hexdigest()[:10]
+CONFIG_MD5 = hashlib.md5(
+    json.dumps(RESULT_CONFIG, sort_keys=True).encode()
+).hexdigest()[:10]
 CONFIG_LABEL = "config md5 {md5} (report/config.yaml); pipelines: {pipes}; datasets: {data}".format(
     md5=CONFIG_MD5,
     pipes=", ".join(

@@ -303,10 +303,11 @@ def test_each_edit_re_runs_exactly_what_reads_it(tiny_run, tmp_path):
 
     cfg, results, _ = tiny_run
     speed = copy.deepcopy(cfg)
-    speed["retrieval"]["query_batch_size"] += 1
-    speed["embedding"]["batch_size"] += 1
-    speed["generation"]["batch_size"] += 1
+    speed["retrieval"]["query_batch_size"] = 7
+    speed["embedding"]["batch_size"] = 5
+    speed["generation"]["batch_size"] = 3
     speed["training"]["joint"]["rows_per_forward"] = 3
+    speed["training"]["checkpoint_every"] = 3
     speed["resources"]["gpu_memory_gb"] = 80
     assert _planned(speed, results, tmp_path, "speed") == {}
 
