@@ -40,6 +40,15 @@ include: "rules/evaluate.smk"
 include: "rules/report.smk"
 
 
+# Small jobs run in Snakemake's own process, under a cluster profile too: queued as sbatch
+# jobs, select_lr alone (between 2-Phase's phases) would stall the DAG at every grid.
+localrules:
+    select_lr,
+    tables,
+    figures,
+    report_config,
+
+
 rule all:
     default_target: True
     input:

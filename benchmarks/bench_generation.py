@@ -19,7 +19,7 @@ from ragtune import models
 from ragtune.evaluation.generate import generate_answers
 from ragtune.evaluation.prompt import build_prompt
 from ragtune.io import read_jsonl
-from ragtune.steps.evaluate import load_generator
+from ragtune.models import load_generator
 
 
 def hotpot_prompts(n: int, k: int = 5) -> list[str]:

@@ -15,7 +15,8 @@ rule download_corpus:
     conda:
         CONDA_ENV
     params:
-        corpus=config["corpus"],
+        # chunking is chunk_corpus's: editing it does not download again
+        corpus={k: v for k, v in config["corpus"].items() if k != "chunking"},
         shards=len(SHARDS),
         seed=config["seed"],
     script:

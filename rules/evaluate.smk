@@ -42,7 +42,7 @@ checkpoint select_lr:
     conda:
         CONDA_ENV
     params:
-        grid=lambda wc: grid_lrs(wc.dataset, wc.pipeline, wc.strategy),
+        grid=grid_lrs,
         metric=config["selection"]["metric"],
     script:
         "../workflow/scripts/select_lr.py"

@@ -64,7 +64,7 @@ rule retrieve_tuned:
     benchmark:
         bench_path("retrieve_tuned", "{dataset}", "{embedder}", "{variant}")
     wildcard_constraints:
-        variant=TUNED_VARIANT_RE,
+        variant=ragtune_plan.TUNED_VARIANT_RE,
     conda:
         CONDA_ENV
     threads: job_threads("retrieve")

@@ -77,7 +77,7 @@ rule train_joint:
     benchmark:
         bench_path("train_joint", "{dataset}", "{pipeline}", "{strategy}", "{lrs}")
     wildcard_constraints:
-        strategy="two_phase_1|two_phase|rag_seq|rag_tok",
+        strategy="|".join(ragtune_plan.JOINT),
     conda:
         CONDA_ENV
     threads: job_threads("train_joint")
@@ -86,7 +86,7 @@ rule train_joint:
     params:
         embedder=lambda wc: config["embedders"][embedder_of(wc.pipeline)],
         generator=joint_generator_spec,
-        loss=lambda wc: JOINT_LOSS[wc.strategy],
+        loss=joint_loss,
         lrs=joint_lrs,
         settings=ragtune_rule_settings.triggers(config, "train_joint"),
         seed=config["seed"],

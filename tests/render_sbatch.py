@@ -1,9 +1,9 @@
 """Render one sbatch command per rule of a config's DAG through the SLURM executor plugin.
 
 Run as `python tests/render_sbatch.py REPO CONFIG PROFILE` (its own process: the Snakemake API
-changes the working folder and logging). Prints one JSON line per rule: {rule, call}. The
-calls are built by the plugin's own functions, from the jobs of a dry-run DAG with the
-profile's resources applied; nothing is submitted.
+changes the working folder and logging). Prints one JSON line per rule: {rule, call, local}
+(a local rule is never submitted). The calls are built by the plugin's own functions, from the
+jobs of a dry-run DAG with the profile's resources applied; nothing is submitted.
 """
 
 import json
@@ -50,4 +50,4 @@ with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
             "workdir": str(repo),
         }
         call = get_submit_command(job, params) + set_gres_string(job)
-        print(json.dumps({"rule": name, "call": call}))
+        print(json.dumps({"rule": name, "call": call, "local": name in wf._workflow._localrules}))

@@ -5,7 +5,7 @@ import torch
 
 from ragtune.evaluation.generate import answer_line, generate_answers
 from ragtune.evaluation.prompt import TEMPLATE, build_prompt, fit_prompt
-from ragtune.steps.evaluate import load_generator
+from ragtune.models import load_generator
 
 
 def test_prompt_is_the_papers_appendix_a():

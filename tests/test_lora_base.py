@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ragtune import toy
-from ragtune.steps.evaluate import load_generator, trained_base
+from ragtune.models import load_generator, trained_base
 from ragtune.training.generator import load_for_training, save_adapter
 
 

@@ -71,3 +71,41 @@ def test_packaged_embedder_loads_and_embeds(minilm_spec):
     vec = model.encode(["hello world"], normalize_embeddings=True)
     assert vec.shape == (1, 384)
     assert abs(float((vec**2).sum()) - 1.0) < 1e-4
+
+
+def test_a_hub_generator_pinned_to_a_revision_trains_and_evaluates_on_that_revision(
+    tmp_path, monkeypatch
+):
+    """`org/name@revision` is a spec, not a path: training loads that revision (it used to call
+    from_pretrained on the raw spec and fail), the adapter records it, and evaluation loads
+    the same revision under the adapter. The Hub is a local toy model here."""
+    import json
+
+    import transformers
+
+    from ragtune import models, toy
+    from ragtune.training.generator import load_for_training, save_adapter
+
+    local = tmp_path / "toy"
+    toy.save_llama(local)
+    asked = []
+
+    def fake(real):
+        def from_pretrained(name, *args, **kwargs):
+            asked.append((name, kwargs.get("revision")))
+            return real(str(local), *args, **{k: v for k, v in kwargs.items() if k != "revision"})
+
+        return from_pretrained
+
+    for cls in (transformers.AutoModelForCausalLM, transformers.AutoTokenizer):
+        monkeypatch.setattr(cls, "from_pretrained", fake(cls.from_pretrained))
+    model, tokenizer = load_for_training("org/tiny@v1.2", quantize="none", lora_dropout=0.0)
+    assert asked and set(asked) == {("org/tiny", "v1.2")}
+    model.base_model.model.name_or_path = "org/tiny"  # what a Hub load records
+    model.peft_config["default"].base_model_name_or_path = "org/tiny"
+    save_adapter(model, tokenizer, tmp_path / "adapter")
+    saved = json.loads((tmp_path / "adapter/adapter_config.json").read_text())
+    assert (saved["base_model_name_or_path"], saved["revision"]) == ("org/tiny", "v1.2")
+    asked.clear()
+    models.load_generator(str(tmp_path / "adapter"), "float32")
+    assert ("org/tiny", "v1.2") in asked

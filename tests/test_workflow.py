@@ -9,6 +9,7 @@ import yaml
 
 from helpers import snakemake, tiny_config, write_config
 from ragtune.io import read_jsonl
+from ragtune.plan import STRATEGIES, format_lrs
 from ragtune.report.build import read_runs
 
 pytestmark = pytest.mark.workflow
@@ -96,21 +97,13 @@ def _table(results):
     return read_runs(results / "tables/all_runs.csv")
 
 
-LABELS = {
-    "No Ft.": "no_ft",
-    "Ft. Embed.": "ft_embed",
-    "Ft. Gen.": "ft_gen",
-    "Indp.": "indp",
-    "2-Phase": "two_phase",
-    "RAG-Seq.": "rag_seq",
-    "RAG-Tok.": "rag_tok",
-}
+LABELS = {s.label: name for name, s in STRATEGIES.items()}
 RUNS = "minilm-smollm2"
 
 
 def _lrs(row):
-    parts = [f"{k}{v}" for k, v in (("e", row["Embed LR"]), ("g", row["Gen LR"])) if v != "N/A"]
-    return "_".join(parts) or "base"
+    lrs = {side: row[col] for side, col in (("embed", "Embed LR"), ("gen", "Gen LR"))}
+    return format_lrs(**{side: lr for side, lr in lrs.items() if lr != "N/A"})
 
 
 def _selected(results, strategy, dataset="hotpotqa"):

@@ -18,18 +18,11 @@ from pathlib import Path
 import pandas as pd
 
 from ragtune.io import atomic_path, read_json
+from ragtune.plan import STRATEGIES, parse_lrs
 from ragtune.report.records import job_cost
 
-# The paper's row labels and order (Figure 3).
-STRATEGY_LABELS = {
-    "no_ft": "No Ft.",
-    "ft_embed": "Ft. Embed.",
-    "ft_gen": "Ft. Gen.",
-    "indp": "Indp.",
-    "two_phase": "2-Phase",
-    "rag_seq": "RAG-Seq.",
-    "rag_tok": "RAG-Tok.",
-}
+# The paper's row labels, in its order (Figure 3).
+STRATEGY_LABELS = {name: s.label for name, s in STRATEGIES.items() if s.row}
 ORDER = {label: i for i, label in enumerate(STRATEGY_LABELS.values())}
 
 RUN_COLUMNS = [
@@ -47,7 +40,7 @@ class Results:
 
 
 def _lr_columns(lrs: str) -> dict[str, str]:
-    parts = {} if lrs == "base" else {p[0]: p[1:] for p in lrs.split("_")}
+    parts = parse_lrs(lrs)
     return {"Embed LR": parts.get("e", "N/A"), "Gen LR": parts.get("g", "N/A")}
 
 

@@ -273,7 +273,6 @@ def train_joint(
     """
 
     from ragtune.retrieval import index as faiss_index
-    from ragtune.steps.evaluate import load_generator
     from ragtune.training.joint import Retriever, joint_loss
 
     if embed_lr is None and gen_lr is None:
@@ -304,7 +303,7 @@ def train_joint(
         )
         gen.train()
     else:
-        gen, tokenizer = load_generator(generator, "auto")
+        gen, tokenizer = models.load_generator(generator, "auto")
         gen.requires_grad_(False)
     groups = []
     if embed_lr is not None:

@@ -145,21 +145,24 @@ def load_for_training(
     from peft import get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ragtune import runtime
+    from ragtune import models, runtime
 
+    # A spec, not a path: `org/name@revision` loads that revision (and the adapter records
+    # it, so evaluation loads the same base).
+    resolved = models.resolve(path)
     cuda = torch.cuda.is_available()
     four_bit = quantize == "4bit" or (quantize == "auto" and cuda)
     compute = runtime.half_dtype() if cuda else torch.float32
-    kwargs: dict = {}
+    kwargs: dict = dict(resolved.pretrained_kwargs())
     if four_bit:
         kwargs["quantization_config"] = nf4_config(compute)
         kwargs["device_map"] = {"": torch.cuda.current_device() if cuda else "cpu"}
     else:
         kwargs["dtype"] = compute
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(resolved.location, **resolved.pretrained_kwargs())
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(resolved.location, **kwargs)
     checkpointing = use_checkpointing(gradient_checkpointing)
     non_reentrant = {"use_reentrant": False}
     if four_bit:
@@ -179,7 +182,7 @@ def load_for_training(
     # LoRA's A matrices start random (B starts at zero, so the first loss hides it): without
     # a seed here, two runs of one grid point trained different adapters.
     torch.manual_seed(seed)
-    peft_model = get_peft_model(model, lora)
+    peft_model = get_peft_model(model, lora, revision=resolved.revision)
     peft_model.ragtune_base = {
         "quantization": "nf4" if four_bit else "none",
         "compute_dtype": str(compute).removeprefix("torch."),

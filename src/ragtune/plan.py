@@ -1,0 +1,360 @@
+"""The experiment plan: the strategies, what each trains and where its learning rates come
+from, the runs a config trains, evaluates and selects, and where each lives on disk.
+
+A run is a (dataset, pipeline, strategy, lrs) point. ``lrs`` names its learning rates in one
+path part: ``base`` (nothing trained), ``e1e-05`` (the embedder's), ``g1e-04`` (the
+generator's) or ``e1e-05_g1e-04`` (both); :func:`parse_lrs` and :func:`format_lrs` are the
+only code that reads or writes it. A grid's winner comes from ``select_lr``, which Snakemake
+runs as a checkpoint: the plan asks the ``winner`` callable it was given, so its dependencies
+are planned only once the grid is evaluated.
+
+Adding a strategy is a row of :data:`STRATEGIES` (plus its loss in ``ragtune.training``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+EMBEDDER, GENERATOR = "embedder", "generator"
+LR_KEYS = {EMBEDDER: "e", GENERATOR: "g"}
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str  # its folder name under results/<dataset>/<pipeline>/
+    label: str  # its row label in the paper's tables
+    trains: tuple[str, ...] = ()  # the sides its own training job updates
+    job: str | None = None  # the rule of its own training job
+    loss: str | None = None  # the marginal likelihood of a joint job
+    combines: tuple[str, ...] = ()  # runs no job: the winners of these strategies together
+    after: str | None = None  # trains on top of this strategy's winner (its generator, frozen)
+    borrows: str | None = None  # by default takes this strategy's winning LRs, not a grid
+    row: bool = True  # a row of the tables (2-Phase's first phase is not)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("no_ft", "No Ft."),
+        Strategy("ft_embed", "Ft. Embed.", (EMBEDDER,), "train_embedder"),
+        Strategy("ft_gen", "Ft. Gen.", (GENERATOR,), "train_generator"),
+        Strategy("indp", "Indp.", combines=("ft_embed", "ft_gen")),
+        # 2-Phase: RAG-Token on the generator with the embedder frozen, selected on validation,
+        # then RAG-Token on the embedder with that generator frozen.
+        Strategy(
+            "two_phase_1", "2-Phase, phase 1", (GENERATOR,), "train_joint", "rag_token", row=False
+        ),
+        Strategy(
+            "two_phase", "2-Phase", (EMBEDDER,), "train_joint", "rag_token", after="two_phase_1"
+        ),
+        Strategy(
+            "rag_seq",
+            "RAG-Seq.",
+            (EMBEDDER, GENERATOR),
+            "train_joint",
+            "rag_sequence",
+            borrows="two_phase",
+        ),
+        Strategy(
+            "rag_tok",
+            "RAG-Tok.",
+            (EMBEDDER, GENERATOR),
+            "train_joint",
+            "rag_token",
+            borrows="two_phase",
+        ),
+    )
+}
+LABELS = {name: s.label for name, s in STRATEGIES.items()}
+JOINT = [name for name, s in STRATEGIES.items() if s.job == "train_joint"]
+
+
+def format_lr(lr: float | str) -> str:
+    """1e-05 style: short, sortable by eye, and the same string in every path."""
+    return f"{float(lr):.0e}"
+
+
+def format_lrs(embed: str | float | None = None, gen: str | float | None = None) -> str:
+    parts = [f"e{format_lr(embed)}"] if embed is not None else []
+    parts += [f"g{format_lr(gen)}"] if gen is not None else []
+    return "_".join(parts) or "base"
+
+
+def parse_lrs(lrs: str) -> dict[str, str]:
+    """'e1e-05_g1e-04' -> {'e': '1e-05', 'g': '1e-04'}; 'base' -> {}."""
+    if lrs == "base":
+        return {}
+    return {part[0]: part[1:] for part in lrs.split("_")}
+
+
+# A `lrs` path part, as a wildcard constraint.
+LRS_RE = r"base|e[^_/]+|g[^_/]+|e[^_/]+_g[^_/]+"
+
+
+class Layout:
+    """Where every output lives under the results folder."""
+
+    def __init__(self, results: str, corpus: str):
+        self.results, self.corpus = results, corpus
+
+    def log(self, rule: str, *parts: str) -> str:
+        return os.path.join(self.results, "logs", rule, *parts) + ".log"
+
+    def benchmark(self, rule: str, *parts: str) -> str:
+        # Snakemake writes one JSON record per run for a .jsonl benchmark file.
+        return os.path.join(self.results, "benchmarks", rule, *parts) + ".jsonl"
+
+    def qa_split(self, dataset: str, split: str) -> str:
+        return f"{self.results}/{dataset}/qa/{split}.jsonl"
+
+    def chunk_shard(self, shard: str) -> str:
+        return f"{self.results}/corpus/{self.corpus}/chunks/shard-{shard}.jsonl"
+
+    def embedding_shard(self, embedder: str, shard: str) -> str:
+        return f"{self.results}/corpus/{self.corpus}/embeddings/{embedder}/shard-{shard}.npy"
+
+    def index_dir(self, embedder: str) -> str:
+        return f"{self.results}/corpus/{self.corpus}/index/{embedder}"
+
+    def converted_generator(self, generator: str) -> str:
+        return f"{self.results}/models/{generator}"
+
+    def tuned_embedder_dir(self, dataset: str, embedder: str, lr: str) -> str:
+        return f"{self.results}/{dataset}/models/{embedder}/ft_embed/lr{lr}/model"
+
+    def adapter_dir(self, dataset: str, pipeline: str, lr: str) -> str:
+        return f"{self.results}/{dataset}/{pipeline}/ft_gen/lr{lr}/adapter"
+
+    def run_dir(self, dataset: str, pipeline: str, strategy: str, lrs: str) -> str:
+        return f"{self.results}/{dataset}/{pipeline}/{strategy}/{lrs}"
+
+    def joint_model_dir(self, dataset: str, pipeline: str, strategy: str, lrs: str) -> str:
+        """A joint run's output: query_encoder/ and/or adapter/, whichever side it trained."""
+        return f"{self.run_dir(dataset, pipeline, strategy, lrs)}/model"
+
+    def metrics(self, dataset: str, pipeline: str, strategy: str, lrs: str, split: str) -> str:
+        return f"{self.run_dir(dataset, pipeline, strategy, lrs)}/{split}/metrics.json"
+
+    def selected(self, dataset: str, pipeline: str, strategy: str) -> str:
+        return f"{self.results}/{dataset}/{pipeline}/{strategy}/selected.json"
+
+    def retrieval(self, dataset: str, embedder: str, variant: str, split: str) -> str:
+        return f"{self.results}/{dataset}/retrieval/{embedder}/{variant}/{split}.jsonl"
+
+
+# Which query encoder a retrieval used: base, Ft. Embed.'s or a joint run's (wildcard).
+TUNED_VARIANT_RE = r"ft_embed/e[^_/]+|[^/]+/(" + "|".join(JOINT) + r")/e[^/]+"
+
+
+class Plan:
+    """The runs of one config. ``winner(dataset, pipeline, strategy)`` returns a selected
+    grid's winning ``lrs`` (in the workflow, by reading select_lr's checkpoint output)."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        winner: Callable[[str, str, str], str],
+        layout: Layout | None = None,
+    ):
+        self.config = config
+        self.spec = config["strategies"]
+        self.winner = winner
+        self.layout = layout or Layout(config["results"], config["corpus"]["name"])
+        self.pipelines = config["pipelines"]
+        self.active = [name for name in STRATEGIES if self._runs(name)]
+
+    # -- which strategies run --------------------------------------------------------------
+    def _configured(self, name: str) -> dict | None:
+        """The config block that switches ``name`` on (2-Phase's phases share one)."""
+        return self.spec.get("two_phase" if name == "two_phase_1" else name)
+
+    def _own_grid(self, name: str) -> bool:
+        """Whether a strategy that can borrow another's winning LRs searches its own grid."""
+        s = STRATEGIES[name]
+        return bool(s.borrows) and (self.spec.get(name) or {}).get("lrs_from", s.borrows) == "own"
+
+    def _runs(self, name: str) -> bool:
+        s = STRATEGIES[name]
+        if name == "no_ft":
+            return True
+        if s.combines:
+            return all(self._runs(part) for part in s.combines)
+        if s.job in ("train_embedder", "train_generator"):
+            return bool((self._configured(name) or {}).get("lrs"))
+        if s.borrows and not self._own_grid(name):
+            return name in self.spec and self._runs(s.borrows)
+        return self._configured(name) is not None
+
+    @property
+    def rows(self) -> list[str]:
+        """The strategies of the tables, in the paper's order."""
+        return [n for n in self.active if STRATEGIES[n].row]
+
+    @property
+    def selected(self) -> list[str]:
+        """The strategies whose grid select_lr picks a winner from."""
+        return [
+            n
+            for n in self.active
+            if STRATEGIES[n].job and (not STRATEGIES[n].borrows or self._own_grid(n))
+        ]
+
+    # -- learning rates ---------------------------------------------------------------------
+    def grid_lrs(self, dataset: str, pipeline: str, strategy: str) -> list[str]:
+        """Every ``lrs`` of a strategy's grid. 2-Phase's second phase runs at its first phase's
+        winning generator LR, so its grid is only known once that phase is selected."""
+        s = STRATEGIES[strategy]
+        block = self._configured(strategy)
+        if s.job in ("train_embedder", "train_generator"):
+            side = s.trains[0]
+            return [format_lrs(**{_arg(side): lr}) for lr in block["lrs"]]
+        gen = [format_lr(lr) for lr in block.get("gen_lrs", [])]
+        embed = [format_lr(lr) for lr in block.get("embed_lrs", [])]
+        if s.trains == (GENERATOR,):
+            return [format_lrs(gen=g) for g in gen]
+        if s.after:
+            prior = parse_lrs(self.winner(dataset, pipeline, s.after))
+            return [format_lrs(embed=e, gen=prior["g"]) for e in embed]
+        return [format_lrs(embed=e, gen=g) for e in embed for g in gen]
+
+    def chosen_lrs(self, dataset: str, pipeline: str, strategy: str) -> str:
+        s = STRATEGIES[strategy]
+        if strategy == "no_ft":
+            return "base"
+        if s.combines:
+            parts = {}
+            for part in s.combines:
+                parts.update(parse_lrs(self.winner(dataset, pipeline, part)))
+            return format_lrs(parts.get("e"), parts.get("g"))
+        if s.borrows and not self._own_grid(strategy):
+            return self.winner(dataset, pipeline, s.borrows)  # the paper's way
+        return self.winner(dataset, pipeline, strategy)
+
+    def grid_points(self, dataset: str, pipeline: str, strategy: str) -> list[tuple[str, str]]:
+        """Every (strategy, lrs) run of the search behind a row, each one training job plus
+        its validation evaluation: Indp. = both grids, 2-Phase = both phases' grids, and a
+        joint strategy that borrows 2-Phase's LRs = that search plus its own run."""
+        s = STRATEGIES[strategy]
+        if strategy == "no_ft":
+            return []
+        if s.combines:
+            return [p for part in s.combines for p in self.grid_points(dataset, pipeline, part)]
+        if s.after:
+            phases = (s.after, strategy)
+            return [(ph, lrs) for ph in phases for lrs in self.grid_lrs(dataset, pipeline, ph)]
+        if s.borrows and not self._own_grid(strategy):
+            lrs = self.chosen_lrs(dataset, pipeline, strategy)
+            return self.grid_points(dataset, pipeline, s.borrows) + [(strategy, lrs)]
+        return [(strategy, lrs) for lrs in self.grid_lrs(dataset, pipeline, strategy)]
+
+    # -- what a run trains and reads --------------------------------------------------------
+    def training_runs(self, strategy: str, lrs: str) -> list[tuple[str, str]]:
+        """The (strategy, lrs) training jobs behind one run: Indp. has both halves', 2-Phase
+        both phases', so their time is the sum, as in the paper; No Ft. has none."""
+        s = STRATEGIES[strategy]
+        parts = parse_lrs(lrs)
+        if s.combines or strategy == "no_ft":
+            out = []
+            for part in s.combines:
+                key = LR_KEYS[STRATEGIES[part].trains[0]]
+                if key in parts:
+                    out.append((part, f"{key}{parts[key]}"))
+            return out
+        runs = [(strategy, lrs)]
+        if s.after:
+            runs.append((s.after, format_lrs(gen=parts["g"])))
+        return runs
+
+    def train_job(self, dataset: str, pipeline: str, strategy: str, lrs: str) -> dict[str, str]:
+        """A training job's record (train.json) and Snakemake benchmark. Ft. Embed's job is
+        the embedder's, shared by its pipelines."""
+        parts, lay = parse_lrs(lrs), self.layout
+        job = STRATEGIES[strategy].job
+        if job == "train_embedder":
+            embedder, lr = self.pipelines[pipeline]["embedder"], parts["e"]
+            folder = os.path.dirname(lay.tuned_embedder_dir(dataset, embedder, lr))
+            return {
+                "record": f"{folder}/train.json",
+                "benchmark": lay.benchmark(job, dataset, embedder, f"lr{lr}"),
+            }
+        if job == "train_generator":
+            folder = os.path.dirname(lay.adapter_dir(dataset, pipeline, parts["g"]))
+            return {
+                "record": f"{folder}/train.json",
+                "benchmark": lay.benchmark(job, dataset, pipeline, f"lr{parts['g']}"),
+            }
+        return {
+            "record": f"{lay.run_dir(dataset, pipeline, strategy, lrs)}/train.json",
+            "benchmark": lay.benchmark(job, dataset, pipeline, strategy, lrs),
+        }
+
+    def model_dir(self, dataset: str, pipeline: str, strategy: str, lrs: str) -> str:
+        """The output folder of a training job (its loss.csv is inside)."""
+        parts, lay = parse_lrs(lrs), self.layout
+        job = STRATEGIES[strategy].job
+        if job == "train_embedder":
+            return lay.tuned_embedder_dir(dataset, self.pipelines[pipeline]["embedder"], parts["e"])
+        if job == "train_generator":
+            return lay.adapter_dir(dataset, pipeline, parts["g"])
+        return lay.joint_model_dir(dataset, pipeline, strategy, lrs)
+
+    def tuned_generator(self, dataset: str, pipeline: str, strategy: str, lrs: str):
+        """(the rule output that holds a run's adapter, the adapter folder), or None for the
+        base generator. A run on top of an earlier phase uses that phase's adapter, trained at
+        the run's `g` LR."""
+        g = parse_lrs(lrs).get("g")
+        if g is None:
+            return None
+        s = STRATEGIES[strategy]
+        if s.job == "train_generator" or "ft_gen" in s.combines:
+            path = self.layout.adapter_dir(dataset, pipeline, g)
+            return path, path
+        if s.after:
+            model = self.layout.joint_model_dir(dataset, pipeline, s.after, format_lrs(gen=g))
+        else:
+            model = self.layout.joint_model_dir(dataset, pipeline, strategy, lrs)
+        return model, f"{model}/adapter"
+
+    def joint_lrs(self, strategy: str, lrs: str) -> dict[str, float | None]:
+        """A joint run's learning rates: None for the side that stays frozen."""
+        parts = parse_lrs(lrs)
+        trains = STRATEGIES[strategy].trains
+        return {
+            "embed": float(parts["e"]) if EMBEDDER in trains else None,
+            "gen": float(parts["g"]) if GENERATOR in trains else None,
+        }
+
+    def retrieval_variant(self, pipeline: str, strategy: str, lrs: str) -> str:
+        """Which query encoder a run retrieves with: base, Ft. Embed.'s (shared by every
+        pipeline of the embedder) or a joint run's own (tied to its pipeline)."""
+        e = parse_lrs(lrs).get("e")
+        if e is None:
+            return "base"
+        s = STRATEGIES[strategy]
+        if STRATEGIES[strategy].job == "train_embedder" or "ft_embed" in s.combines:
+            return f"ft_embed/e{e}"
+        return f"{pipeline}/{strategy}/{lrs}"
+
+    def tuned_query_encoder(self, dataset: str, embedder: str, variant: str):
+        """(the rule output that holds a tuned query encoder, the encoder folder), or None."""
+        if variant == "base":
+            return None
+        parts = variant.split("/")
+        if parts[0] == "ft_embed":
+            path = self.layout.tuned_embedder_dir(dataset, embedder, parts[1][1:])
+            return path, path
+        model = self.layout.joint_model_dir(dataset, *parts)
+        return model, f"{model}/query_encoder"
+
+
+def phase_label(strategy: str) -> str:
+    """A training job's label in the figures: a strategy's, or its phase's."""
+    s = STRATEGIES[strategy]
+    return f"{s.label}, phase 2" if s.after else s.label
+
+
+def _arg(side: str) -> str:
+    return "embed" if side == EMBEDDER else "gen"

@@ -1,0 +1,170 @@
+"""The experiment plan on its own, in milliseconds: every strategy's runs and dependencies."""
+
+import pytest
+
+from ragtune import plan as P
+
+STRATEGIES = {
+    "ft_embed": {"lrs": [3e-5, 1e-4]},
+    "ft_gen": {"lrs": [3e-4, 1e-3]},
+    "two_phase": {"gen_lrs": [3e-4, 1e-3], "embed_lrs": [3e-5, 1e-4]},
+    "rag_seq": {"lrs_from": "two_phase"},
+    "rag_tok": {"lrs_from": "two_phase"},
+}
+WINNERS = {
+    "ft_embed": "e1e-04",
+    "ft_gen": "g3e-04",
+    "two_phase_1": "g1e-03",
+    "two_phase": "e3e-05_g1e-03",
+}
+
+
+def make(strategies=STRATEGIES, winners=WINNERS):
+    asked = []
+
+    def winner(dataset, pipeline, strategy):
+        asked.append(strategy)
+        return winners[strategy]
+
+    config = {
+        "results": "res",
+        "corpus": {"name": "wiki"},
+        "pipelines": {"p": {"embedder": "mini", "generator": "smol"}},
+        "strategies": strategies,
+    }
+    return P.Plan(config, winner), asked
+
+
+def test_the_lrs_grammar_round_trips():
+    assert P.format_lrs(embed=1e-5, gen="1e-04") == "e1e-05_g1e-04"
+    assert P.format_lrs() == "base" and P.parse_lrs("base") == {}
+    assert P.parse_lrs("e1e-05_g1e-04") == {"e": "1e-05", "g": "1e-04"}
+    assert P.parse_lrs(P.format_lrs(gen=3e-4)) == {"g": "3e-04"}
+
+
+def test_rows_and_selected_grids_follow_the_paper():
+    plan, _ = make()
+    assert [P.LABELS[r] for r in plan.rows] == [
+        "No Ft.",
+        "Ft. Embed.",
+        "Ft. Gen.",
+        "Indp.",
+        "2-Phase",
+        "RAG-Seq.",
+        "RAG-Tok.",
+    ]
+    assert plan.selected == ["ft_embed", "ft_gen", "two_phase_1", "two_phase"]
+
+
+def test_each_strategy_s_grid_and_winner():
+    plan, asked = make()
+    assert plan.grid_lrs("d", "p", "ft_embed") == ["e3e-05", "e1e-04"]
+    assert plan.grid_lrs("d", "p", "ft_gen") == ["g3e-04", "g1e-03"]
+    assert plan.grid_lrs("d", "p", "two_phase_1") == ["g3e-04", "g1e-03"]
+    assert asked == []  # no grid above waits for a selection
+    # phase 2 runs at phase 1's winning generator LR: it waits for phase 1's selection
+    assert plan.grid_lrs("d", "p", "two_phase") == ["e3e-05_g1e-03", "e1e-04_g1e-03"]
+    assert asked == ["two_phase_1"]
+    assert plan.chosen_lrs("d", "p", "no_ft") == "base"
+    assert plan.chosen_lrs("d", "p", "indp") == "e1e-04_g3e-04"
+    assert plan.chosen_lrs("d", "p", "rag_seq") == "e3e-05_g1e-03"  # 2-Phase's winners
+
+
+def test_the_search_behind_each_row():
+    plan, _ = make()
+    assert plan.grid_points("d", "p", "no_ft") == []
+    assert plan.grid_points("d", "p", "indp") == [
+        ("ft_embed", "e3e-05"),
+        ("ft_embed", "e1e-04"),
+        ("ft_gen", "g3e-04"),
+        ("ft_gen", "g1e-03"),
+    ]
+    two_phase = plan.grid_points("d", "p", "two_phase")
+    assert two_phase == [
+        ("two_phase_1", "g3e-04"),
+        ("two_phase_1", "g1e-03"),
+        ("two_phase", "e3e-05_g1e-03"),
+        ("two_phase", "e1e-04_g1e-03"),
+    ]
+    assert plan.grid_points("d", "p", "rag_tok") == two_phase + [("rag_tok", "e3e-05_g1e-03")]
+
+
+def test_the_training_jobs_behind_a_run():
+    plan, _ = make()
+    assert plan.training_runs("no_ft", "base") == []
+    assert plan.training_runs("indp", "e1e-04_g3e-04") == [
+        ("ft_embed", "e1e-04"),
+        ("ft_gen", "g3e-04"),
+    ]
+    assert plan.training_runs("two_phase", "e3e-05_g1e-03") == [
+        ("two_phase", "e3e-05_g1e-03"),
+        ("two_phase_1", "g1e-03"),
+    ]
+    assert plan.train_job("d", "p", "ft_embed", "e1e-04") == {
+        "record": "res/d/models/mini/ft_embed/lr1e-04/train.json",
+        "benchmark": "res/benchmarks/train_embedder/d/mini/lr1e-04.jsonl",
+    }
+    assert plan.train_job("d", "p", "rag_seq", "e1e-04_g3e-04")["benchmark"] == (
+        "res/benchmarks/train_joint/d/p/rag_seq/e1e-04_g3e-04.jsonl"
+    )
+
+
+def test_which_models_a_run_reads():
+    plan, _ = make()
+    adapter = "res/d/p/ft_gen/lr3e-04/adapter"
+    assert plan.tuned_generator("d", "p", "indp", "e1e-04_g3e-04") == (adapter, adapter)
+    assert plan.tuned_generator("d", "p", "ft_embed", "e1e-04") is None
+    phase1 = "res/d/p/two_phase_1/g1e-03/model"
+    assert plan.tuned_generator("d", "p", "two_phase", "e3e-05_g1e-03") == (
+        phase1,
+        f"{phase1}/adapter",
+    )
+    assert plan.tuned_generator("d", "p", "two_phase_1", "g1e-03") == (phase1, f"{phase1}/adapter")
+    rag = "res/d/p/rag_tok/e3e-05_g1e-03/model"
+    assert plan.tuned_generator("d", "p", "rag_tok", "e3e-05_g1e-03") == (rag, f"{rag}/adapter")
+    assert plan.retrieval_variant("p", "indp", "e1e-04_g3e-04") == "ft_embed/e1e-04"
+    assert plan.retrieval_variant("p", "ft_gen", "g3e-04") == "base"
+    assert plan.retrieval_variant("p", "two_phase", "e3e-05_g1e-03") == "p/two_phase/e3e-05_g1e-03"
+    assert (
+        plan.tuned_query_encoder("d", "mini", "ft_embed/e1e-04")
+        == ("res/d/models/mini/ft_embed/lr1e-04/model",) * 2
+    )
+    assert plan.joint_lrs("two_phase", "e3e-05_g1e-03") == {"embed": 3e-5, "gen": None}
+    assert plan.joint_lrs("two_phase_1", "g1e-03") == {"embed": None, "gen": 1e-3}
+    assert plan.joint_lrs("rag_seq", "e3e-05_g1e-03") == {"embed": 3e-5, "gen": 1e-3}
+
+
+def test_a_joint_strategy_can_search_its_own_grid():
+    own = {
+        **STRATEGIES,
+        "rag_tok": {"lrs_from": "own", "embed_lrs": [1e-5], "gen_lrs": [1e-4, 3e-4]},
+    }
+    plan, _ = make(own, {**WINNERS, "rag_tok": "e1e-05_g1e-04"})
+    assert plan.selected[-1] == "rag_tok"
+    assert plan.grid_lrs("d", "p", "rag_tok") == ["e1e-05_g1e-04", "e1e-05_g3e-04"]
+    assert plan.chosen_lrs("d", "p", "rag_tok") == "e1e-05_g1e-04"
+    assert plan.grid_points("d", "p", "rag_tok") == [
+        ("rag_tok", "e1e-05_g1e-04"),
+        ("rag_tok", "e1e-05_g3e-04"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "strategies, rows",
+    [
+        ({"ft_gen": {"lrs": [1e-4]}}, ["no_ft", "ft_gen"]),
+        (
+            {"ft_embed": {"lrs": [1e-5]}, "ft_gen": {"lrs": [1e-4]}},
+            ["no_ft", "ft_embed", "ft_gen", "indp"],
+        ),
+        # RAG-Seq. borrowing 2-Phase's LRs runs only where 2-Phase does
+        ({"rag_seq": {"lrs_from": "two_phase"}}, ["no_ft"]),
+        (
+            {"rag_seq": {"lrs_from": "own", "embed_lrs": [1e-5], "gen_lrs": [1e-4]}},
+            ["no_ft", "rag_seq"],
+        ),
+    ],
+)
+def test_strategies_run_only_where_their_grids_are(strategies, rows):
+    plan, _ = make(strategies)
+    assert plan.rows == rows
