@@ -97,7 +97,7 @@ def _table(results):
     return read_runs(results / "tables/all_runs.csv")
 
 
-LABELS = {s.label: name for name, s in STRATEGIES.items()}
+LABELS = {s.label: name for name, s in STRATEGIES.items() if s.row}  # the tables' rows
 RUNS = "minilm-smollm2"
 
 
