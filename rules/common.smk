@@ -273,6 +273,7 @@ def table_rows(wildcards=None):
                 lrs = PLAN.chosen_lrs(d, p, st)
                 grid = [
                     {
+                        "lrs": g_lrs,
                         "train": PLAN.train_job(d, p, g_st, g_lrs),
                         "eval": eval_job(d, p, g_st, g_lrs, "validation"),
                     }
@@ -403,7 +404,7 @@ PAPER_MATCHES = {p: v["paper"] for p, v in PIPELINES.items() if v.get("paper")}
 # The held-out test table exists only where the config evaluates on the test split.
 TABLES = ["all_runs", "per_pipeline", "averaged"]
 TABLES += ["test"] if "test" in EVAL_SPLITS else []
-TABLES += ["cost", "paper_comparison"]
+TABLES += ["cost", "paper_comparison", "significance"]
 FIGURES = ["strategies", "lr_sensitivity", "loss_curves", "paper_comparison"]
 
 

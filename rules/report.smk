@@ -36,6 +36,8 @@ rule tables:
         caption=CONFIG_LABEL,
         setup=SETUP_LABEL,
         paper_matches=PAPER_MATCHES,
+        bootstrap=config["evaluation"]["bootstrap"],
+        seed=config["seed"],
     script:
         "../workflow/scripts/tables.py"
 
@@ -66,6 +68,9 @@ rule figures:
         selections=selections,
         curves=chosen_loss_curves,
         caption=CONFIG_LABEL,
+        rows=table_rows,
+        bootstrap=config["evaluation"]["bootstrap"],
+        seed=config["seed"],
     script:
         "../workflow/scripts/figures.py"
 

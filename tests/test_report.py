@@ -29,8 +29,15 @@ class Files:
         return {"record": str(record), "benchmark": str(bench)}
 
     def metrics(self, name, em, f1, recall):
+        """A run's metrics.json in its own folder, beside its predictions.jsonl: 10 questions
+        whose scores average to the metrics."""
         m = {"em": em, "f1": f1, "recall_at_k": recall, "k": 5, "n": 10}
-        return self.job(name, 60, extra=m)["record"]
+        (self.root / name).mkdir()
+        record = self.job(f"{name}/metrics", 60, extra=m)["record"]
+        per_question = {"em": em / 100, "f1": f1 / 100, "recall": recall / 100}
+        rows = [json.dumps({"id": f"q{i}", **per_question}) for i in range(10)]
+        (self.root / name / "predictions.jsonl").write_text("\n".join(rows) + "\n")
+        return record
 
 
 @pytest.fixture
@@ -50,16 +57,23 @@ def entries(tmp_path):
         def ev(name, p=p):
             return f.job(f"{p}-eval-{name}", 0.25 * hour, gpus=1)
 
-        e_grid = [{"train": embed[lr], "eval": ev(f"e{lr}")} for lr in embed]
-        g_grid = [{"train": gen_jobs[lr], "eval": ev(f"g{lr}")} for lr in gen_jobs]
-        tp_grid = [{"train": phase1, "eval": ev("ph1")}, {"train": phase2, "eval": ev("ph2")}]
+        e_grid = [{"lrs": f"e{lr}", "train": embed[lr], "eval": ev(f"e{lr}")} for lr in embed]
+        g_grid = [{"lrs": f"g{lr}", "train": gen_jobs[lr], "eval": ev(f"g{lr}")} for lr in gen_jobs]
+        tp_grid = [
+            {"lrs": "g1e-05", "train": phase1, "eval": ev("ph1")},
+            {"lrs": "e3e-08_g1e-05", "train": phase2, "eval": ev("ph2")},
+        ]
         spec = {
             "no_ft": ("base", [], []),
             "ft_embed": ("e1e-04", [embed["1e-04"]], e_grid),
             "ft_gen": ("g1e-05", [gen_jobs["1e-05"]], g_grid),
             "indp": ("e1e-04_g1e-05", [embed["1e-04"], gen_jobs["1e-05"]], e_grid + g_grid),
             "two_phase": ("e3e-08_g1e-05", [phase2, phase1], tp_grid),
-            "rag_tok": ("e3e-08_g1e-05", [rag], tp_grid + [{"train": rag, "eval": ev("rag")}]),
+            "rag_tok": (
+                "e3e-08_g1e-05",
+                [rag],
+                tp_grid + [{"lrs": "e3e-08_g1e-05", "train": rag, "eval": ev("rag")}],
+            ),
         }
         for j, (st, (lrs, chosen, grid)) in enumerate(spec.items()):
             for split, bump in (("validation", 0), ("test", 1)):
@@ -164,19 +178,36 @@ def test_cost_counts_a_shared_job_once(entries):
     assert cost.loc[("No Ft.", "all"), "Grid total (device-h)"] == 0
 
 
+PIPES_FIRST = next(iter(PIPES))
+
+
 def test_build_writes_every_table_in_three_formats(entries, tmp_path):
     out = tmp_path / "tables"
     build.build_tables(entries, out, "config: tiny.yaml", "mini + gen; top-5", {})
-    for name in ("all_runs", "per_pipeline", "averaged", "test", "cost", "paper_comparison"):
+    names = ("all_runs", "per_pipeline", "averaged", "test", "cost", "paper_comparison")
+    for name in (*names, "significance"):
         csv, md, tex = (out / f"{name}.{ext}" for ext in ("csv", "md", "tex"))
         assert len(pd.read_csv(csv)) > 0
         assert "config: tiny.yaml" in md.read_text()
         assert tex.read_text().startswith("\\begin{table}") and "\\bottomrule" in tex.read_text()
     assert "| 2-Phase" in (out / "averaged.md").read_text()
+    # every score with its interval: columns in the CSV, "x [lo, hi]" in Markdown
+    averaged = pd.read_csv(out / "averaged.csv")
+    assert {"hotpotqa EM lo", "hotpotqa EM hi", "hotpotqa Recall@5 lo"} <= set(averaged)
+    assert (averaged["hotpotqa EM lo"] <= averaged["hotpotqa EM"]).all()
+    assert "bootstrap interval over questions" in (out / "averaged.md").read_text()
+    assert re.search(r"\| \d+\.\d \[\d+\.\d, \d+\.\d\]", (out / "averaged.md").read_text())
+    # the chosen LR at the edge of its grid is flagged: Ft. Embed. chose 1e-04 of {1e-05, 1e-04}
+    per_pipeline = pd.read_csv(out / "per_pipeline.csv", keep_default_na=False)
+    flags = per_pipeline.set_index(["pipeline", "strategy"])["LR at grid edge"]
+    assert flags[(PIPES_FIRST, "Ft. Embed.")] == "embed" and flags[(PIPES_FIRST, "No Ft.")] == ""
+    sig = pd.read_csv(out / "significance.csv")
+    assert {"No Ft.", "Indp."} <= set(sig["versus"]) and "EM p" in sig
     # nothing is left half-written
     assert not list(out.glob(".*.tmp"))
     text = summary.summary(out, tmp_path / "figures", tmp_path / "report.html")
     assert "ragtune results" in text and "| RAG-Tok." in text and "make report" in text
+    assert f"NOTE: hotpotqa / {PIPES_FIRST} / Ft. Embed.: the chosen embed LR" in text
     assert summary.summary(tmp_path / "missing", tmp_path, tmp_path / "r.html") is None
 
 
@@ -264,8 +295,14 @@ def test_figures_are_valid_images(entries, tmp_path):
     tables_dir, fig_dir = tmp_path / "tables", tmp_path / "figures"
     build.build_tables(entries, tables_dir, "config: tiny.yaml", "demo", {})
     selections, curves = [], []
+    f = Files(tmp_path)
     for p in PIPES:
-        sel = tmp_path / f"{p}-selected.json"
+        grid = tmp_path / p / "ft_gen"
+        grid.mkdir(parents=True)
+        for lrs, score in (("g1e-05", 40.0), ("g1e-04", 30.0)):  # each point's own questions
+            (grid / lrs).mkdir()
+            f.metrics(f"{p}/ft_gen/{lrs}/validation", score, score, 50)
+        sel = grid / "selected.json"
         sel.write_text(json.dumps({"metric": "f1", "winner": "g1e-05",
                                    "scores": {"g1e-05": 40.0, "g1e-04": 30.0}}))  # fmt: skip
         selections.append({"dataset": "hotpotqa", "pipeline": p, "strategy": "Ft. Gen.",
@@ -276,11 +313,12 @@ def test_figures_are_valid_images(entries, tmp_path):
                        "path": str(loss)})  # fmt: skip
     build.build_figures(
         tables_dir / "all_runs.csv", tables_dir / "paper_comparison.csv", selections, curves,
-        fig_dir, "config: tiny.yaml",
+        fig_dir, "config: tiny.yaml", entries, {"resamples": 200, "level": 0.95}, 13,
     )  # fmt: skip
     for name in ("strategies", "lr_sensitivity", "loss_curves", "paper_comparison"):
         _check_images(fig_dir / name)
-    assert "config: tiny.yaml" in (fig_dir / "strategies.svg").read_text()
+    svg = (fig_dir / "strategies.svg").read_text()
+    assert "config: tiny.yaml" in svg and "error bars: 95% bootstrap intervals" in svg
 
 
 def test_report_captions_exist_for_every_output():
@@ -300,7 +338,7 @@ def test_a_table_made_by_another_config_says_so(entries, tmp_path):
     config_copy = tmp_path / "config.yaml"
     build.write_config({"seed": 1}, config_copy, "config md5 aaaa000000 (report/config.yaml)")
     same = summary.summary(out, tmp_path, tmp_path / "r.html", "aaaa000000", config_copy)
-    assert "NOTE" not in same
+    assert "made by another config" not in same
     other = summary.summary(out, tmp_path, tmp_path / "r.html", "bbbb111111", config_copy)
     assert "made by another config (md5 aaaa000000), not this run's (md5 bbbb111111)" in other
     missing = summary.summary(out, tmp_path, tmp_path / "r.html", "bbbb111111", tmp_path / "no")

@@ -12,5 +12,8 @@ run(
         s.params.curves,
         Path(s.output.strategies).parent,
         s.params.caption,
+        s.params.rows,
+        dict(s.params.bootstrap),
+        s.params.seed,
     ),
 )

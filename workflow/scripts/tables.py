@@ -11,5 +11,7 @@ run(
         s.params.caption,
         s.params.setup,
         s.params.paper_matches,
+        dict(s.params.bootstrap),
+        s.params.seed,
     ),
 )

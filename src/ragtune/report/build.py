@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 
 from ragtune.io import atomic_path
-from ragtune.report import figures, paper, tables
+from ragtune.report import figures, intervals, paper, tables
 
 
 def _stamp(caption: str) -> str:
@@ -28,33 +28,47 @@ def build_tables(
     caption: str,
     setup: str,
     paper_matches: dict[str, str],
+    boot: dict | None = None,
+    seed: int = 0,
 ) -> tables.Results:
-    """all_runs, per_pipeline, averaged (validation), test (where evaluated), cost and
-    paper_comparison, each as CSV, Markdown and LaTeX, plus jobs.csv: every job behind the
-    tables and its cost.
+    """all_runs, per_pipeline, averaged (validation), test (where evaluated), significance,
+    cost and paper_comparison, each as CSV, Markdown and LaTeX, plus jobs.csv: every job behind
+    the tables and its cost. Every score comes with its bootstrap interval over questions
+    (``boot``: the config's ``evaluation.bootstrap``), in ``<metric> lo`` / ``<metric> hi``
+    columns and as ``x [lo, hi]`` in Markdown and LaTeX.
     ``caption`` says which config made them; ``setup`` names our models and scale beside the
     paper's."""
+    boot = boot or {"resamples": 1000, "level": 0.95}
     out = Path(out_dir)
     res = tables.collect(entries)
+    tables.add_intervals(res, boot, seed)
     caption = _stamp(caption)
+    ci = (
+        f"[lo, hi]: {boot['level']:.0%} bootstrap interval over questions "
+        f"({boot['resamples']} resamples)"
+    )
     with atomic_path(out / "jobs.csv") as tmp:
         res.jobs.to_csv(tmp, index=False)
     recall = tables.recall_label(res.runs)
+    metrics = ["EM", "F1", recall]
+    scored = [c for m in metrics for c in (m, f"{m} lo", f"{m} hi")]
+
+    def averaged(split):
+        table = tables.averaged_intervals(tables.averaged(res.runs, split), res, split, boot, seed)
+        return tables.wide(table, ["strategy"], [*scored, "Time (h)", "Grid cost (device-h)"])
+
     views = {
         "all_runs": (res.runs, "Every run, both splits"),
         "per_pipeline": (
             tables.per_pipeline(res.runs),
             "Validation metrics, training time and learning rates per pipeline "
-            "(the paper's Figures 6/7)",
+            "(the paper's Figures 6/7; LR at grid edge: the chosen LR is the smallest or "
+            "largest searched, so the best may lie outside the grid)",
         ),
         "averaged": (
-            tables.wide(
-                tables.averaged(res.runs),
-                ["strategy"],
-                ["EM", "F1", recall, "Time (h)", "Grid cost (device-h)"],
-            ),
+            averaged("validation"),
             "Validation metrics and time to fine-tune, mean over pipelines (the paper's Figure 3)",
-        ),  # fmt: skip
+        ),
         "cost": (
             tables.cost(res),
             "Device-hours (GPU-h, or CPU-h x threads on CPU) of the chosen runs and of the "
@@ -63,16 +77,38 @@ def build_tables(
     }
     # A config may evaluate on validation only (`evaluation.splits`): then no test table.
     if (res.runs["split"] == "test").any():
+        test = averaged("test")
+        test = test.drop(columns=[c for c in test.columns if "(h)" in c or "device-h" in c])
         views["test"] = (
-            tables.wide(tables.averaged(res.runs, "test"), ["strategy"], ["EM", "F1", recall]),
+            test,
             "Held-out test metrics of the runs chosen on validation, mean over pipelines",
         )
+    sig = tables.significance(res, boot, seed)
+    n = ", ".join(f"{d} {g['n'].max()}" for d, g in sig.groupby("dataset", sort=False))
+    sig_caption = (
+        f"Paired differences (strategy - versus) in EM and F1 on validation, over the same "
+        f"questions ({n} per dataset), with their {boot['level']:.0%} paired bootstrap "
+        f"intervals and p-values; distinguishable: p < {1 - boot['level']:.2f}"
+    )
     comp = paper.comparison(
         tables.averaged(res.runs), setup, paper_matches, tables.per_pipeline(res.runs)
     )
     scale = "a reproduction check" if paper_matches else "context only: other models, other scale"
     for name, (df, title) in views.items():
-        tables.write_table(df, out / name, title=title, caption=caption)
+        tables.write_table(
+            df,
+            out / name,
+            title=title,
+            caption=f"{caption}. {ci}",
+            shown=intervals.shown(df, metrics),
+        )
+    tables.write_table(
+        sig,
+        out / "significance",
+        title="Which differences are distinguishable from noise",
+        caption=f"{sig_caption}. {caption}",
+        shown=tables.significance_shown(sig),
+    )
     tables.write_table(
         comp,
         out / "paper_comparison",
@@ -90,12 +126,20 @@ def build_figures(
     curves: list[dict],
     out_dir: str | Path,
     caption: str,
+    entries: list[dict] | None = None,
+    boot: dict | None = None,
+    seed: int = 0,
 ) -> None:
+    """Every figure. With the table rows (``entries``) and ``boot``, the scores carry their
+    bootstrap intervals as error bars."""
     out = Path(out_dir)
     caption = _stamp(caption)
     runs = read_runs(runs_csv)
-    figures.strategy_bars(tables.averaged(runs), out / "strategies", caption)
-    figures.lr_sensitivity(selections, out / "lr_sensitivity", caption)
+    errors = intervals.strategy_intervals(entries, boot, seed) if entries and boot else None
+    if errors:
+        caption += f"; error bars: {boot['level']:.0%} bootstrap intervals over questions"
+    figures.strategy_bars(tables.averaged(runs), out / "strategies", caption, errors)
+    figures.lr_sensitivity(selections, out / "lr_sensitivity", caption, boot, seed)
     figures.loss_curves(curves, out / "loss_curves", caption)
     figures.paper_comparison(pd.read_csv(comparison_csv), out / "paper_comparison", caption)
 

@@ -14,7 +14,9 @@ import pandas as pd  # noqa: E402
 
 from ragtune.io import atomic_path, read_json  # noqa: E402
 from ragtune.plan import parse_lrs  # noqa: E402
+from ragtune.report.intervals import question_scores  # noqa: E402
 from ragtune.report.tables import ORDER  # noqa: E402
+from ragtune.report.uncertainty import interval  # noqa: E402
 
 # The paper's scores: its Recall is at k = 5 (ours at the config's k, named in our columns).
 SCORES = ["EM", "F1", "Recall@5"]
@@ -49,10 +51,13 @@ def _scores(df: pd.DataFrame) -> list[str]:
     return ["EM", "F1"] + [c for c in df.columns if str(c).startswith("Recall@")][:1]
 
 
-def strategy_bars(averaged: pd.DataFrame, stem, caption: str) -> list[Path]:
+def strategy_bars(
+    averaged: pd.DataFrame, stem, caption: str, errors: dict | None = None
+) -> list[Path]:
     """The paper's Figure 2: EM, F1 and Recall@k per strategy as grouped bars, with training
     time on its own axis (hours and percentages do not share a scale), averaged over the
-    datasets and pipelines of ``averaged`` (``tables.averaged`` on validation)."""
+    datasets and pipelines of ``averaged`` (``tables.averaged`` on validation). ``errors``:
+    {(strategy, metric): Interval}, drawn as error bars."""
     scores = _scores(averaged)
     df = averaged.groupby("strategy", sort=False)[[*scores, "Time (h)"]].mean()
     df = df.sort_index(key=lambda idx: idx.map(ORDER))
@@ -61,7 +66,16 @@ def strategy_bars(averaged: pd.DataFrame, stem, caption: str) -> list[Path]:
     width = 0.8 / n
     x = range(len(df))
     for i, col in enumerate(scores):
-        ax.bar([v + (i - n / 2 + 0.5) * width for v in x], df[col], width, label=col)
+        yerr = None
+        if errors:
+            metric = "Recall@k" if col.startswith("Recall@") else col
+            cis = [errors[(s, metric)] for s in df.index]
+            yerr = [[v - c.lo for v, c in zip(df[col], cis, strict=True)],
+                    [c.hi - v for v, c in zip(df[col], cis, strict=True)]]  # fmt: skip
+        ax.bar(
+            [v + (i - n / 2 + 0.5) * width for v in x], df[col], width, label=col, yerr=yerr,
+            capsize=2, error_kw={"elinewidth": 0.8},
+        )  # fmt: skip
     time_ax = ax.twinx()
     time_ax.bar(
         [v + (n / 2 - 0.5) * width for v in x], df["Time (h)"], width, color="0.35",
@@ -77,10 +91,14 @@ def strategy_bars(averaged: pd.DataFrame, stem, caption: str) -> list[Path]:
     return save(fig, stem, caption)
 
 
-def lr_sensitivity(selections: Iterable[dict], stem, caption: str) -> list[Path]:
+def lr_sensitivity(
+    selections: Iterable[dict], stem, caption: str, boot: dict | None = None, seed: int = 0
+) -> list[Path]:
     """The validation metric against the LR for every grid: one panel per searched strategy,
     one line per (dataset, pipeline), a star on the recorded winner. ``selections``: {dataset,
-    pipeline, strategy, path}, path being select_lr's selected.json (``scores``: the grid)."""
+    pipeline, strategy, path}, path being select_lr's selected.json (``scores``: the grid).
+    With ``boot``, each point has its bootstrap interval over questions as an error bar (read
+    from the grid point's predictions, ``<strategy>/<lrs>/validation/`` beside the file)."""
     panels: dict[str, list] = {}
     for s in selections:
         sel = read_json(s["path"])
@@ -91,15 +109,28 @@ def lr_sensitivity(selections: Iterable[dict], stem, caption: str) -> list[Path]
             parts = {k: float(v) for k, v in parse_lrs(lrs).items()}
             lr_key = "e" if "e" in parts else "g"
             other = f", g={parts['g']:.0e}" if lr_key == "e" and len(parts) > 1 else ""
-            points.setdefault(other, []).append((parts[lr_key], score, lrs == sel["winner"]))
+            ci = None
+            if boot:
+                metrics = Path(s["path"]).parent / lrs / "validation" / "metrics.json"
+                column = {"em": "EM", "f1": "F1", "recall_at_k": "Recall@k"}[sel["metric"]]
+                groups = [question_scores(metrics)[column].to_numpy()[None, :]]
+                ci = interval(groups, boot["resamples"], boot["level"], seed)
+            points.setdefault(other, []).append((parts[lr_key], score, lrs == sel["winner"], ci))
         for other, pts in points.items():
             label = f"{s['dataset']} / {s['pipeline']}{other}"
-            panels.setdefault(s["strategy"], []).append((label, sorted(pts), lr_key, sel))
+            pts = sorted(pts, key=lambda p: p[0])
+            panels.setdefault(s["strategy"], []).append((label, pts, lr_key, sel))
     fig, axes = _panels(len(panels), 3, 4.2, 3.4)
     for ax, (strategy, lines) in zip(axes, panels.items(), strict=False):
         for label, pts, _, _ in lines:
             (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
-            for lr, score, won in pts:
+            if all(p[3] is not None for p in pts):
+                ax.errorbar(
+                    [p[0] for p in pts], [p[1] for p in pts],
+                    yerr=[[p[1] - p[3].lo for p in pts], [p[3].hi - p[1] for p in pts]],
+                    fmt="none", ecolor=line.get_color(), capsize=2, elinewidth=0.8,
+                )  # fmt: skip
+            for lr, score, won, _ in pts:
                 if won:  # the winner select_lr recorded
                     ax.plot(lr, score, marker="*", markersize=14, color=line.get_color())
         metric = lines[0][3]["metric"].upper().replace("RECALL_AT_K", "Recall@k")

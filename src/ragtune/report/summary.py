@@ -16,6 +16,25 @@ def made_by(config_file: str | Path) -> str | None:
     return words[3] if first.startswith("# config md5 ") and len(words) > 3 else None
 
 
+def grid_edge_warnings(per_pipeline: Path) -> list[str]:
+    """One line per chosen LR at the edge of its grid: the best LR may lie outside it."""
+    if not per_pipeline.exists():
+        return []
+    import pandas as pd
+
+    df = pd.read_csv(per_pipeline, keep_default_na=False, dtype=str)
+    if "LR at grid edge" not in df:
+        return []
+    edges = df[df["LR at grid edge"] != ""]
+    lines = [
+        f"NOTE: {r['dataset']} / {r['pipeline']} / {r['strategy']}: the chosen "
+        f"{r['LR at grid edge']} LR (embed {r['Embed LR']}, gen {r['Gen LR']}) is at the edge of "
+        "its grid; the best LR may lie outside it: widen the grid in config `strategies`."
+        for _, r in edges.iterrows()
+    ]
+    return [*lines, ""] if lines else []
+
+
 def summary(
     tables_dir: str | Path,
     figures_dir: str | Path,
@@ -40,6 +59,7 @@ def summary(
                 "snakemake without a target to remake the tables for this config.",
                 "",
             ]
+    warning += grid_edge_warnings(Path(tables_dir) / "per_pipeline.csv")
     where = [
         f"All tables (CSV, Markdown, LaTeX): {tables_dir}/",
         f"Figures (PNG, SVG): {figures_dir}/",

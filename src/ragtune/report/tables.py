@@ -12,13 +12,15 @@ with what it cost). Every table the report shows is a view of these two frames:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from ragtune.io import atomic_path, read_json
 from ragtune.plan import STRATEGIES, parse_lrs
+from ragtune.report import intervals
+from ragtune.report.intervals import question_scores
 from ragtune.report.records import job_cost
 
 # The paper's row labels, in its order (Figure 3).
@@ -28,7 +30,7 @@ ORDER = {label: i for i, label in enumerate(STRATEGY_LABELS.values())}
 RUN_COLUMNS = [
     "dataset", "split", "pipeline", "embedder", "generator", "strategy", "EM", "F1",
     "Recall@k", "k", "n", "Time (h)", "Grid cost (device-h)", "Unit", "Grid points",
-    "Embed LR", "Gen LR",
+    "Embed LR", "Gen LR", "LR at grid edge",
 ]  # fmt: skip
 METRICS = ["EM", "F1", "Recall@k"]
 
@@ -37,6 +39,23 @@ METRICS = ["EM", "F1", "Recall@k"]
 class Results:
     runs: pd.DataFrame  # one row per (dataset, split, pipeline, strategy)
     jobs: pd.DataFrame  # one row per (row, job): role is chosen | grid_train | grid_eval
+    # per-question scores of each row: (dataset, split, pipeline, strategy label) -> frame
+    questions: dict = field(default_factory=dict)
+
+
+def _grid_edges(lrs: str, grid: list[dict]) -> str:
+    """The sides (embed, gen) whose chosen LR is the smallest or largest of the LRs searched
+    for it: the best LR may then lie outside the grid."""
+    chosen, edges = parse_lrs(lrs), []
+    for key, side in (("e", "embed"), ("g", "gen")):
+        searched = {float(parse_lrs(p["lrs"])[key]) for p in grid if key in parse_lrs(p["lrs"])}
+        edge = key in chosen and float(chosen[key]) in (
+            min(searched, default=0),
+            max(searched, default=0),
+        )
+        if len(searched) > 1 and edge:
+            edges.append(side)
+    return ", ".join(edges)
 
 
 def _lr_columns(lrs: str) -> dict[str, str]:
@@ -50,11 +69,14 @@ def collect(entries: Iterable[dict]) -> Results:
     embedder's and the generator's, 2-Phase both phases', so time is their sum, as in the paper)
     and ``grid`` (one {train, eval} pair per point of the search behind the row). A job is
     {record: its train.json or metrics.json, benchmark: Snakemake's benchmark file}."""
-    runs, jobs = [], []
+    runs, jobs, questions = [], [], {}
     for e in entries:
         m = read_json(e["metrics"])
         key = {"dataset": e["dataset"], "pipeline": e["pipeline"]}
         key["strategy"] = STRATEGY_LABELS.get(e["strategy"], e["strategy"])
+        questions[(e["dataset"], e["split"], e["pipeline"], key["strategy"])] = question_scores(
+            e["metrics"]
+        )
         costs = [("chosen", job_cost(**j)) for j in e.get("chosen", [])]
         for point in e.get("grid", []):
             costs += [("grid_train", job_cost(**point["train"]))]
@@ -78,6 +100,7 @@ def collect(entries: Iterable[dict]) -> Results:
                 "Unit": "/".join(sorted(units)) or "N/A",
                 "Grid points": len(e.get("grid", [])),
                 **_lr_columns(e.get("lrs", "base")),
+                "LR at grid edge": _grid_edges(e.get("lrs", "base"), e.get("grid", [])),
             }
         )
         if e["split"] == "validation":  # the same jobs stand behind every split's row
@@ -93,7 +116,7 @@ def collect(entries: Iterable[dict]) -> Results:
         columns=["dataset", "pipeline", "strategy", "role", "benchmark", "seconds", "unit",
                  "device_h"],
     )  # fmt: skip
-    return Results(runs_df, jobs_df)
+    return Results(runs_df, jobs_df, questions)
 
 
 def in_paper_order(df: pd.DataFrame, before: list[str]) -> pd.DataFrame:
@@ -110,10 +133,71 @@ def recall_label(runs: pd.DataFrame) -> str:
 def per_pipeline(runs: pd.DataFrame, split: str = "validation") -> pd.DataFrame:
     """The paper's Figures 6/7: every (embedder, generator, strategy), per dataset."""
     part = runs[runs["split"] == split]
-    cols = ["dataset", "pipeline", "embedder", "generator", "strategy", *METRICS, "Time (h)",
-            "Embed LR", "Gen LR"]  # fmt: skip
-    out = part[cols].rename(columns={"Recall@k": recall_label(part)})
+    scores = [c for m in METRICS for c in (m, f"{m} lo", f"{m} hi") if c in part.columns]
+    cols = ["dataset", "pipeline", "embedder", "generator", "strategy", *scores, "Time (h)",
+            "Embed LR", "Gen LR", "LR at grid edge"]  # fmt: skip
+    out = part[cols].rename(columns=_recall_names(part))
     return out.reset_index(drop=True)
+
+
+def _recall_names(part: pd.DataFrame) -> dict[str, str]:
+    label = recall_label(part)
+    return {f"Recall@k{end}": f"{label}{end}" for end in ("", " lo", " hi")}
+
+
+def add_intervals(res: Results, boot: dict, seed: int) -> None:
+    """``<metric> lo`` / ``<metric> hi`` on every run: the bootstrap interval over its
+    questions (``boot``: resamples and level, the config's ``evaluation.bootstrap``)."""
+
+    def scores(row, metric):
+        key = (row["dataset"], row["split"], row["pipeline"], row["strategy"])
+        return [res.questions[key][metric].to_numpy()[None, :]]
+
+    keys = ["dataset", "split", "pipeline", "strategy"]
+    res.runs = intervals.with_intervals(res.runs, scores, keys, METRICS, boot, seed)
+
+
+def averaged_intervals(
+    table: pd.DataFrame, res: Results, split: str, boot: dict, seed: int
+) -> pd.DataFrame:
+    """:func:`averaged` with intervals: a strategy's pipelines answer the same questions, so
+    they are resampled together."""
+    pipelines = res.runs[res.runs["split"] == split].groupby(["dataset", "strategy"])["pipeline"]
+    members = {k: list(v) for k, v in pipelines}
+    label = recall_label(res.runs[res.runs["split"] == split])
+
+    def scores(row, metric):
+        frames = [
+            res.questions[(row["dataset"], split, p, row["strategy"])]
+            for p in members[(row["dataset"], row["strategy"])]
+        ]
+        column = "Recall@k" if metric == label else metric
+        return [intervals.aligned(frames, column, f"{row['dataset']} {row['strategy']}")]
+
+    # the split in the seed: the validation and test tables do not share their resamples
+    split_seed = seed + sum(map(ord, split))
+    keys = ["dataset", "strategy"]
+    return intervals.with_intervals(table, scores, keys, ["EM", "F1", label], boot, split_seed)
+
+
+def significance(res: Results, boot: dict, seed: int) -> pd.DataFrame:
+    """Paired comparisons on validation (:func:`ragtune.report.intervals.significance`)."""
+    scores = {
+        (d, p, st): frame for (d, sp, p, st), frame in res.questions.items() if sp == "validation"
+    }
+    strategies = list(dict.fromkeys(res.runs["strategy"]))
+    return intervals.significance(scores, strategies, boot, seed)
+
+
+def significance_shown(sig: pd.DataFrame) -> pd.DataFrame:
+    """Differences as ``x [lo, hi]``, p-values to 3 decimals, distinguishable as yes / no."""
+    out = intervals.shown(sig, ["EM diff", "F1 diff"])
+    for metric in ("EM", "F1"):
+        out[f"{metric} p"] = sig[f"{metric} p"].map(lambda p: f"{p:.3f}")
+        out[f"{metric} distinguishable"] = sig[f"{metric} distinguishable"].map(
+            {True: "yes", False: "no"}
+        )
+    return out
 
 
 def averaged(runs: pd.DataFrame, split: str = "validation") -> pd.DataFrame:

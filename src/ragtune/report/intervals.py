@@ -1,0 +1,150 @@
+"""The tables' uncertainty, from every run's per-question scores (its predictions.jsonl): a
+bootstrap interval for each score, and paired comparisons between strategies
+(``ragtune.report.uncertainty`` has the statistics)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ragtune.io import read_jsonl
+from ragtune.report import uncertainty
+from ragtune.report.uncertainty import Interval
+
+# A run's per-question scores, in percent, by table metric.
+SCORE_FIELDS = {"EM": "em", "F1": "f1", "Recall@k": "recall"}
+
+
+def question_scores(metrics_path: str | Path) -> pd.DataFrame:
+    """One row per question of a run: id and EM / F1 / Recall@k in percent, read from the
+    predictions.jsonl beside its metrics.json."""
+    path = Path(metrics_path).with_name("predictions.jsonl")
+    rows = [
+        {"id": str(r["id"]), **{m: 100.0 * float(r[f]) for m, f in SCORE_FIELDS.items()}}
+        for r in read_jsonl(path)
+    ]
+    if not rows:
+        raise ValueError(f"{path}: no predictions; re-run the evaluate job that writes it")
+    return pd.DataFrame(rows).set_index("id")
+
+
+def aligned(frames: list[pd.DataFrame], metric: str, where: str) -> np.ndarray:
+    """(pipelines x questions) scores of one metric over the same questions, in one order."""
+    ids = frames[0].index
+    for frame in frames[1:]:
+        if set(frame.index) != set(ids):
+            raise ValueError(f"{where}: the runs were evaluated on different questions")
+    return np.stack([frame.loc[ids, metric].to_numpy() for frame in frames])
+
+
+def with_intervals(
+    table: pd.DataFrame, scores, keys: list[str], metrics: list[str], boot: dict, seed: int
+) -> pd.DataFrame:
+    """``table`` with ``<metric> lo`` / ``<metric> hi`` after each metric. ``scores(row)`` gives
+    the row's groups: one (pipelines x questions) array per dataset, for one metric."""
+    out = table.copy()
+    for metric in metrics:
+        los, his = [], []
+        for _, row in table.iterrows():
+            ci = uncertainty.interval(
+                scores(row, metric), boot["resamples"], boot["level"], _seed(seed, row, keys)
+            )
+            los.append(ci.lo)
+            his.append(ci.hi)
+        at = out.columns.get_loc(metric) + 1
+        out.insert(at, f"{metric} hi", his)
+        out.insert(at, f"{metric} lo", los)
+    return out
+
+
+def _seed(seed: int, row, keys: list[str]) -> int:
+    """One seed per row, from the config's and the row's key: the same table twice gives the
+    same intervals, and rows do not share their resamples."""
+    import zlib
+
+    text = "|".join(str(row[k]) for k in keys)
+    return (seed * 1_000_003 + zlib.crc32(text.encode())) % (2**32)
+
+
+def shown(df: pd.DataFrame, metrics: list[str], digits: int = 1) -> pd.DataFrame:
+    """For Markdown and LaTeX: ``x [lo, hi]`` in each metric column, lo / hi dropped."""
+    out = df.copy()
+    for col in [c for c in df.columns if any(str(c).endswith(m) for m in metrics)]:
+        lo, hi = f"{col} lo", f"{col} hi"
+        if lo in df.columns and hi in df.columns:
+            out[col] = [
+                f"{v:.{digits}f} [{a:.{digits}f}, {b:.{digits}f}]"
+                for v, a, b in zip(df[col], df[lo], df[hi], strict=True)
+            ]
+            out = out.drop(columns=[lo, hi])
+    return out
+
+
+def strategy_intervals(entries: list[dict], boot: dict, seed: int) -> dict[tuple, Interval]:
+    """Figure 2's error bars: per (strategy label, metric), the validation score's interval
+    over datasets and pipelines (datasets resampled independently, a dataset's pipelines
+    together). ``entries``: the table rows (their metrics paths)."""
+    from ragtune.plan import LABELS
+
+    frames: dict[str, dict[str, list]] = {}
+    for e in entries:
+        if e["split"] == "validation":
+            by_dataset = frames.setdefault(LABELS.get(e["strategy"], e["strategy"]), {})
+            by_dataset.setdefault(e["dataset"], []).append(question_scores(e["metrics"]))
+    out = {}
+    for label, by_dataset in frames.items():
+        for metric in SCORE_FIELDS:
+            groups = [aligned(fs, metric, f"{d} {label}") for d, fs in by_dataset.items()]
+            out[(label, metric)] = uncertainty.interval(
+                groups, boot["resamples"], boot["level"], _seed(seed, {"s": label}, ["s"])
+            )
+    return out
+
+
+def significance(
+    scores: dict[tuple, pd.DataFrame],
+    strategies: list[str],
+    boot: dict,
+    seed: int,
+    baselines: tuple[str, ...] = ("No Ft.", "Indp."),
+) -> pd.DataFrame:
+    """Paired comparisons on validation, per dataset and pipeline and over a dataset's
+    pipelines ("all"): every strategy against each baseline, and the best (by EM) against
+    every other. ``scores[(dataset, pipeline, strategy)]``: the run's question scores."""
+    rows = []
+    datasets = list(dict.fromkeys(k[0] for k in scores))
+    for dataset in datasets:
+        pipelines = list(dict.fromkeys(k[1] for k in scores if k[0] == dataset))
+        for pipeline in [*pipelines, "all"]:
+            scope = pipelines if pipeline == "all" else [pipeline]
+            have = [s for s in strategies if all((dataset, p, s) in scores for p in scope)]
+
+            def arr(strategy, metric, scope=scope, dataset=dataset):
+                frames = [scores[(dataset, p, strategy)] for p in scope]
+                return aligned(frames, metric, f"{dataset} {strategy}")
+
+            best = max(have, key=lambda s: arr(s, "EM").mean())
+            pairs = [(s, b) for b in baselines if b in have for s in have if s != b]
+            pairs += [(best, s) for s in have if s != best and (best, s) not in pairs]
+            for a, b in pairs:
+                row = {"dataset": dataset, "pipeline": pipeline, "strategy": a, "versus": b}
+                row["n"] = arr(a, "EM").shape[1]
+                for metric in ("EM", "F1"):
+                    d = uncertainty.paired(
+                        arr(a, metric),
+                        arr(b, metric),
+                        boot["resamples"],
+                        boot["level"],
+                        _seed(seed, row, ["dataset", "pipeline", "strategy", "versus"]),
+                    )
+                    row |= {
+                        f"{metric} diff": d.value,
+                        f"{metric} diff lo": d.lo,
+                        f"{metric} diff hi": d.hi,
+                        f"{metric} p": d.p,
+                        f"{metric} distinguishable": d.p < 1 - boot["level"],
+                    }
+                rows.append(row)
+    return pd.DataFrame(rows)
