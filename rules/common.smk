@@ -355,7 +355,9 @@ def table_inputs(wildcards):
     rows = table_rows()
     files = {r["metrics"] for r in rows}
     for r in rows:
-        jobs = r["chosen"] + [job for point in r["grid"] for job in point.values()]
+        jobs = r["chosen"] + [
+            point[role] for point in r["grid"] for role in ("train", "eval")
+        ]
         files |= {path for job in jobs for path in job.values()}
     return sorted(files)
 
