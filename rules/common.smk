@@ -378,7 +378,8 @@ RESULT_CONFIG = ragtune_rule_settings.result_config(config)
 CONFIG_MD5 = hashlib.md5(
     json.dumps(RESULT_CONFIG, sort_keys=True).encode()
 ).hexdigest()[:10]
-CONFIG_LABEL = "config md5 {md5} (report/config.yaml); pipelines: {pipes}; datasets: {data}".format(
+CONFIG_LABEL = "config md5 {md5} (report/config.yaml); pipelines: {pipes}; datasets: {data}; decoding: {decoding}".format(
+    decoding=config["evaluation"]["decoding"],
     md5=CONFIG_MD5,
     pipes=", ".join(
         f"{p} ({v['embedder']} + {v['generator']})" for p, v in PIPELINES.items()

@@ -49,8 +49,11 @@ TRIGGERS: dict[str, list[str]] = {
         "generation.max_prompt_tokens",
         "generation.dtype",
         "generation.lora_base",
+        "evaluation.decoding",
     ],
 }
+# Read only by RAG-Token / RAG-Sequence decoding (p(z|x)): a trigger of evaluate only there.
+DECODING_TRIGGERS = ["training.joint.scale"]
 RUN_TIME: dict[str, list[str]] = {
     "embed_corpus": ["embedding.batch_size"],
     # k is only checked against the corpus here: the index does not depend on it.
@@ -90,12 +93,17 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def triggers(config: dict[str, Any], rule: str) -> dict[str, Any]:
     """The rule's ``params.settings``: the keys whose change re-runs it."""
-    return pick(config, TRIGGERS[rule])
+    keys = TRIGGERS[rule]
+    if rule == "evaluate" and config["evaluation"]["decoding"] != "concat":
+        keys = keys + DECODING_TRIGGERS
+    return pick(config, keys)
 
 
 def settings(smk: Any) -> dict[str, Any]:
-    """In a rule's script: its trigger keys plus its run-time keys, as one config-shaped dict."""
-    return merge(dict(smk.params.settings), pick(smk.config, RUN_TIME[smk.rule]))
+    """In a rule's script: its trigger keys plus its run-time keys, as one config-shaped dict.
+    Evaluation under ``concat`` decoding also sees ``training.joint.scale`` (unused there)."""
+    extra = DECODING_TRIGGERS if smk.rule == "evaluate" else []
+    return merge(dict(smk.params.settings), pick(smk.config, RUN_TIME[smk.rule] + extra))
 
 
 def result_config(config: dict[str, Any]) -> dict[str, Any]:

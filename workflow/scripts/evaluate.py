@@ -14,5 +14,7 @@ run(
         s.output.metrics,
         s.output.predictions,
         extra=dict(s.wildcards),
+        decoding=settings(s)["evaluation"]["decoding"],
+        scale=settings(s)["training"]["joint"]["scale"],
     ),
 )

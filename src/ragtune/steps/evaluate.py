@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import time
 
+from tqdm import tqdm
+
 from ragtune import runtime
+from ragtune.evaluation import rag_decoding
 from ragtune.evaluation.generate import generate_answers
 from ragtune.evaluation.metrics import best_em, best_f1, mean, recall_at_k
 from ragtune.evaluation.prompt import fit_prompt
@@ -25,7 +28,12 @@ def evaluate(
     out_metrics: str,
     out_predictions: str,
     extra: dict | None = None,
+    decoding: str = "concat",
+    scale: float | None = None,
 ) -> dict:
+    """Answer every question and score it. ``decoding``: ``concat`` (the paper's: one prompt
+    with the top-k chunks) or ``rag_token`` / ``rag_sequence`` over the k single-chunk prompts
+    weighted by p(z|x) = softmax(``scale`` * cos) (``ragtune.evaluation.rag_decoding``)."""
     start = time.time()
     questions = list(read_jsonl(questions_path))
     retrieved = {r["qid"]: r for r in read_jsonl(retrieved_path)}
@@ -38,18 +46,31 @@ def evaluate(
     chunks = ChunkStore(chunk_shards)
     model, tokenizer = load_generator(generator, generation["dtype"], generation["lora_base"])
     contexts = [chunks.get_many(retrieved[q["id"]]["rows"]) for q in questions]
-    prompts = [
-        fit_prompt(q["question"], ctx, tokenizer, generation["max_prompt_tokens"])
-        for q, ctx in zip(questions, contexts, strict=True)
-    ]
     gen_start = time.time()
-    answers = generate_answers(
-        model,
-        tokenizer,
-        prompts,
-        batch_size=generation["batch_size"],
-        max_new_tokens=generation["max_new_tokens"],
-    )
+    if decoding == "concat":
+        prompts = [
+            fit_prompt(q["question"], ctx, tokenizer, generation["max_prompt_tokens"])
+            for q, ctx in zip(questions, contexts, strict=True)
+        ]
+        answers = generate_answers(
+            model,
+            tokenizer,
+            prompts,
+            batch_size=generation["batch_size"],
+            max_new_tokens=generation["max_new_tokens"],
+        )
+    else:
+        decode = {"rag_token": rag_decoding.rag_token, "rag_sequence": rag_decoding.rag_sequence}
+        answers = []
+        for q, ctx in tqdm(list(zip(questions, contexts, strict=True)), desc=decoding):
+            single = [
+                fit_prompt(q["question"], [c], tokenizer, generation["max_prompt_tokens"])
+                for c in ctx
+            ]
+            log_w = rag_decoding.chunk_log_weights(retrieved[q["id"]]["scores"], scale)
+            answers.append(
+                decode[decoding](model, tokenizer, single, log_w, generation["max_new_tokens"])
+            )
     gen_seconds = time.time() - gen_start
     rows = []
     for q, ctx, answer in zip(questions, contexts, answers, strict=True):
@@ -74,6 +95,7 @@ def evaluate(
         "recall_at_k": round(100 * mean([r["recall"] for r in rows]), 2),
         "k": len(next(iter(retrieved.values()))["rows"]) if retrieved else 0,
         "n": len(rows),
+        "decoding": decoding,
         "seconds": round(time.time() - start, 3),
         "generation_seconds": round(gen_seconds, 3),
         **runtime.device_record(),
