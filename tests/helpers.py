@@ -69,7 +69,9 @@ def write_config(cfg: dict, path: Path) -> Path:
     return path
 
 
-def snakemake(*args: str, cwd: Path = REPO, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(
+    *args: str, cwd: Path = REPO, timeout: int = 900, env: dict | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
     )

@@ -7,7 +7,6 @@ Wikipedia API is a local HTTP server answering in the API's own format.
 
 import json
 import os
-import subprocess
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from helpers import REPO, SNAKEMAKE
+from helpers import REPO, snakemake
 from ragtune.config import check
 from ragtune.data import demo
 from ragtune.data.qa import carve, iter_records, normalise
@@ -199,25 +198,19 @@ def test_no_mirror_and_no_network_stops_at_once_naming_both_ways_out(tmp_path):
     any job, that names the mirror and the public sources."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     block = json.dumps({"folder": "data/demo", "mirror": str(tmp_path / "no-mirror")})
-    out = subprocess.run(
-        [
-            *SNAKEMAKE,
-            "-n",
-            "-c1",
-            "-s",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(REPO / "config/config.yaml"),
-            "--config",
-            f"demo_data={block}",
-        ],
-        capture_output=True,
-        text=True,
+    out = snakemake(
+        "-n",
+        "-c1",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(REPO / "config/config.yaml"),
+        "--config",
+        f"demo_data={block}",
         timeout=300,
         env=env,
-        cwd=REPO,
     )
     text = out.stdout + out.stderr
     assert out.returncode != 0

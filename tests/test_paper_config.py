@@ -1,11 +1,10 @@
 """The paper's config plans every stage at full scale (a dry run: no Hub access needed)."""
 
 import re
-import subprocess
 
 import yaml
 
-from helpers import REPO, SNAKEMAKE, snakemake
+from helpers import REPO, snakemake
 
 
 def test_paper_config_dry_run_plans_full_scale():
@@ -82,22 +81,16 @@ def test_paper_config_offline_fails_before_any_job_naming_every_hub_source(tmp_p
     if cache.exists():
         shutil.copytree(cache, tmp_path / ".snakemake" / "ragtune-memory-plan")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    out = subprocess.run(
-        [
-            *SNAKEMAKE,
-            "-c1",
-            "--configfile",
-            str(REPO / "config/paper.yaml"),
-            "--directory",
-            str(tmp_path),
-            "-s",
-            str(REPO / "Snakefile"),
-        ],
-        capture_output=True,
-        text=True,
+    out = snakemake(
+        "-c1",
+        "--configfile",
+        str(REPO / "config/paper.yaml"),
+        "--directory",
+        str(tmp_path),
+        "-s",
+        str(REPO / "Snakefile"),
         timeout=600,
         env=env,
-        cwd=REPO,
     )
     text = out.stdout + out.stderr
     assert out.returncode != 0
