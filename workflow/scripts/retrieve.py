@@ -1,7 +1,7 @@
 from ragtune.retrieval.store import read_manifest
 from ragtune.rule_settings import settings
 from ragtune.runner import run
-from ragtune.steps.qa import retrieve
+from ragtune.steps.retrieve import retrieve
 
 run(
     snakemake,
