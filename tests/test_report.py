@@ -207,7 +207,8 @@ def test_build_writes_every_table_in_three_formats(entries, tmp_path):
     assert not list(out.glob(".*.tmp"))
     text = summary.summary(out, tmp_path / "figures", tmp_path / "report.html")
     assert "ragtune results" in text and "| RAG-Tok." in text and "make report" in text
-    assert f"NOTE: hotpotqa / {PIPES_FIRST} / Ft. Embed.: the chosen embed LR" in text
+    assert "rows chose an LR at the edge of its grid: hotpotqa / " in text
+    assert f"hotpotqa / {PIPES_FIRST} / Ft. Embed. (embed)" in text
     assert summary.summary(tmp_path / "missing", tmp_path, tmp_path / "r.html") is None
 
 

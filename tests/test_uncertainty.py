@@ -78,9 +78,9 @@ def test_the_significance_table_compares_with_the_baselines_and_the_best():
     base = (rng.random(120) < 0.2) * 100.0
     good = np.maximum(base, (rng.random(120) < 0.5) * 100.0)
     scores = {
-        ("hotpotqa", "p", "No Ft."): _frame(base),
-        ("hotpotqa", "p", "Indp."): _frame(good),
-        ("hotpotqa", "p", "RAG-Tok."): _frame(good.copy()),
+        ("hotpotqa", p, strategy): _frame(values)
+        for p in ("p", "q")
+        for strategy, values in (("No Ft.", base), ("Indp.", good), ("RAG-Tok.", good.copy()))
     }
     table = intervals.significance(
         scores, ["No Ft.", "Indp.", "RAG-Tok."], {"resamples": 500, "level": 0.95}, seed=13
@@ -89,7 +89,10 @@ def test_the_significance_table_compares_with_the_baselines_and_the_best():
     assert row.loc[("p", "Indp.", "No Ft."), "EM distinguishable"]
     assert not row.loc[("p", "RAG-Tok.", "Indp."), "EM distinguishable"]
     assert row.loc[("p", "RAG-Tok.", "Indp."), "EM p"] == 1.0
-    assert set(table["pipeline"]) == {"p", "all"} and (table["n"] == 120).all()
+    assert set(table["pipeline"]) == {"p", "q", "all"} and (table["n"] == 120).all()
+    # each pair once: Indp. against No Ft., not No Ft. against Indp. as well
+    pairs = set(zip(table["strategy"], table["versus"], strict=True))
+    assert ("Indp.", "No Ft.") in pairs and ("No Ft.", "Indp.") not in pairs
 
 
 def test_tables_show_value_and_interval_together():

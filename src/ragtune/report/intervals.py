@@ -117,7 +117,8 @@ def significance(
     datasets = list(dict.fromkeys(k[0] for k in scores))
     for dataset in datasets:
         pipelines = list(dict.fromkeys(k[1] for k in scores if k[0] == dataset))
-        for pipeline in [*pipelines, "all"]:
+        # "all": over the dataset's pipelines, where there are several
+        for pipeline in [*pipelines, "all"] if len(pipelines) > 1 else pipelines:
             scope = pipelines if pipeline == "all" else [pipeline]
             have = [s for s in strategies if all((dataset, p, s) in scores for p in scope)]
 
@@ -126,8 +127,11 @@ def significance(
                 return aligned(frames, metric, f"{dataset} {strategy}")
 
             best = max(have, key=lambda s: arr(s, "EM").mean())
-            pairs = [(s, b) for b in baselines if b in have for s in have if s != b]
-            pairs += [(best, s) for s in have if s != best and (best, s) not in pairs]
+            pairs: list[tuple[str, str]] = []
+            for b in [*[b for b in baselines if b in have], best]:
+                for s in have:  # each pair once, whichever way round it came first
+                    if s != b and (s, b) not in pairs and (b, s) not in pairs:
+                        pairs.append((s, b) if b in baselines else (best, s))
             for a, b in pairs:
                 row = {"dataset": dataset, "pipeline": pipeline, "strategy": a, "versus": b}
                 row["n"] = arr(a, "EM").shape[1]

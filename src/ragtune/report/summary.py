@@ -16,8 +16,9 @@ def made_by(config_file: str | Path) -> str | None:
     return words[3] if first.startswith("# config md5 ") and len(words) > 3 else None
 
 
-def grid_edge_warnings(per_pipeline: Path) -> list[str]:
-    """One line per chosen LR at the edge of its grid: the best LR may lie outside it."""
+def grid_edge_warnings(per_pipeline: Path, shown: int = 3) -> list[str]:
+    """One note on the chosen LRs at the edge of their grid (the best LR may lie outside it),
+    naming the first few; per_pipeline's ``LR at grid edge`` column has them all."""
     if not per_pipeline.exists():
         return []
     import pandas as pd
@@ -26,13 +27,19 @@ def grid_edge_warnings(per_pipeline: Path) -> list[str]:
     if "LR at grid edge" not in df:
         return []
     edges = df[df["LR at grid edge"] != ""]
-    lines = [
-        f"NOTE: {r['dataset']} / {r['pipeline']} / {r['strategy']}: the chosen "
-        f"{r['LR at grid edge']} LR (embed {r['Embed LR']}, gen {r['Gen LR']}) is at the edge of "
-        "its grid; the best LR may lie outside it: widen the grid in config `strategies`."
-        for _, r in edges.iterrows()
+    if edges.empty:
+        return []
+    named = "; ".join(
+        f"{r['dataset']} / {r['pipeline']} / {r['strategy']} ({r['LR at grid edge']})"
+        for _, r in edges.head(shown).iterrows()
+    )
+    more = f" and {len(edges) - shown} more" if len(edges) > shown else ""
+    return [
+        f"NOTE: {len(edges)} of {len(df)} rows chose an LR at the edge of its grid: {named}"
+        f"{more} (per_pipeline's 'LR at grid edge'). The best LR may lie outside the grid: "
+        "widen it in config `strategies` (with 2-point grids every choice is an edge).",
+        "",
     ]
-    return [*lines, ""] if lines else []
 
 
 def summary(
