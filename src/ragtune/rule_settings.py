@@ -112,18 +112,13 @@ def result_config(config: dict[str, Any]) -> dict[str, Any]:
     or a GPU count changed between runs re-makes no table."""
     out = copy.deepcopy(config)
     out.pop("resources", None)
-    for key in {k for keys in RUN_TIME.values() for k in keys} - _checked_only():
+    # A run-time key that is another rule's trigger (k: build_index only checks it, retrieval
+    # depends on it) stays.
+    triggers = {k for keys in TRIGGERS.values() for k in keys}
+    for key in {k for keys in RUN_TIME.values() for k in keys} - triggers:
         *parents, leaf = key.split(".")
         node = out
         for part in parents:
             node = node.get(part, {})
         node.pop(leaf, None)
     return out
-
-
-def _checked_only() -> set[str]:
-    """Run-time keys of one rule that are another's triggers (k: build_index checks it,
-    retrieval depends on it): they stay in the result config."""
-    return {k for keys in RUN_TIME.values() for k in keys} & {
-        k for keys in TRIGGERS.values() for k in keys
-    }

@@ -121,6 +121,7 @@ def fetch(block: dict[str, Any], datasets: dict[str, Any], folder: Path, mirror:
     hotpot = [r for key, rs in rows.items() if key.startswith("hotpotqa/") for r in rs]
     titles = sorted({r["s_wiki_title"] for r in rows["popqa/test"]})
     docs = list(_hotpotqa_paragraphs(hotpot))
+    paragraphs = len(docs)
     pages = fetch_intros(titles, block["wikipedia_api"])
     lost = sorted(set(titles) - {p["title"] for p in pages})
     if lost:
@@ -132,7 +133,7 @@ def fetch(block: dict[str, Any], datasets: dict[str, Any], folder: Path, mirror:
         "source": "public",
         "questions": {name: hub[name] for name in FILES},
         "corpus": {
-            "hotpotqa_paragraphs": len(list(_hotpotqa_paragraphs(hotpot))),
+            "hotpotqa_paragraphs": paragraphs,
             "wikipedia_pages": len(pages),
             "wikipedia_api": block["wikipedia_api"],
             "distractors": f"{block['distractors']} leading rows of {hub['corpus']}",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragtune.memory.result import Estimate
-from ragtune.training.lora import LORA_DROPOUT, LORA_RANK, LORA_TARGETS
+from ragtune.training.lora import LORA_RANK, LORA_TARGETS
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def _dtype(name: str) -> str:
 
 
 def _checkpointing(training: dict) -> bool:
-    setting = training.get("gradient_checkpointing", "auto")
+    setting = training["gradient_checkpointing"]
     return True if setting == "auto" else bool(setting)
 
 
@@ -170,7 +170,7 @@ def _largest_fitting(make, current: int, budget_gb: float) -> int | None:
 
 def _embedder_jobs(config: dict, spec: str) -> list[tuple[str, dict, str]]:
     """(rule, encoder_step arguments, the batch knob) of an embedder's GPU jobs."""
-    cap = config["embedding"].get("max_seq_length")
+    cap = config["embedding"]["max_seq_length"]
     tokens = _encoder_tokens(spec, cap)
     chunk_tokens = min(config["corpus"]["chunking"]["max_tokens"] + 2, tokens)
     emb = config["training"]["embedder"]
@@ -230,7 +230,7 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
         compute_dtype="bfloat16",
         lora_rank=LORA_RANK,
         lora_targets=LORA_TARGETS,
-        lora_dropout=training.get("lora_dropout", LORA_DROPOUT),
+        lora_dropout=training["lora_dropout"],
         checkpointing=checkpointing,
     )
     more = [] if checkpointing else ["training.gradient_checkpointing: true"]
@@ -270,10 +270,10 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
                     job="train_joint",
                     rows=questions * k,
                     prompt_tokens=j["max_prompt_tokens"],
-                    quantized=_quantized(j.get("quantize", "auto")),
+                    quantized=_quantized(j["quantize"]),
                     joint_k=k,
                     prefix_tokens=JOINT_PREFIX_TOKENS,
-                    rows_per_forward=j.get("rows_per_forward", 0),
+                    rows_per_forward=j["rows_per_forward"],
                     **lora,
                 )
                 enc = cache.get(

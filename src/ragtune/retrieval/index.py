@@ -120,7 +120,12 @@ def check_k_against_built(k: int, info_paths) -> None:
     for path in map(Path, info_paths):
         if path.exists():
             ntotal = json.loads(path.read_text(encoding="utf-8"))["ntotal"]
-            check_k(k, ntotal, f"the index built before ({path})")
+            check_k(
+                k,
+                ntotal,
+                f"the index built before ({path}; if the corpus changed since, delete "
+                f"{path.parent} and plan again)",
+            )
 
 
 def check_k(k: int, ntotal: int, where: str) -> None:
