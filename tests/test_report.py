@@ -3,6 +3,7 @@
 import json
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -179,6 +180,17 @@ def test_cost_counts_a_shared_job_once(entries):
 
 
 PIPES_FIRST = next(iter(PIPES))
+
+
+def test_predictions_that_disagree_with_their_metrics_fail_the_tables(entries, tmp_path):
+    """A predictions.jsonl from another run (stale, replaced) would give intervals around the
+    wrong value: the tables refuse it, naming both files."""
+    metrics = Path(entries[0]["metrics"])
+    preds = metrics.with_name("predictions.jsonl")
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    preds.write_text("".join(json.dumps({**r, "em": 1.0}) + "\n" for r in rows))
+    with pytest.raises(ValueError, match=r"predictions\.jsonl .*disagrees with .*metrics\.json"):
+        tables.collect(entries)
 
 
 def test_build_writes_every_table_in_three_formats(entries, tmp_path):

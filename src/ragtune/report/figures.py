@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 
 from ragtune.io import atomic_path, read_json  # noqa: E402
 from ragtune.plan import parse_lrs  # noqa: E402
-from ragtune.report.intervals import question_scores  # noqa: E402
+from ragtune.report.intervals import check_matches, question_scores  # noqa: E402
 from ragtune.report.tables import ORDER  # noqa: E402
 from ragtune.report.uncertainty import interval  # noqa: E402
 
@@ -113,7 +113,9 @@ def lr_sensitivity(
             if boot:
                 metrics = Path(s["path"]).parent / lrs / "validation" / "metrics.json"
                 column = {"em": "EM", "f1": "F1", "recall_at_k": "Recall@k"}[sel["metric"]]
-                groups = [question_scores(metrics)[column].to_numpy()[None, :]]
+                scores = question_scores(metrics)
+                check_matches(scores, read_json(metrics), metrics)
+                groups = [scores[column].to_numpy()[None, :]]
                 ci = interval(groups, boot["resamples"], boot["level"], seed)
             points.setdefault(other, []).append((parts[lr_key], score, lrs == sel["winner"], ci))
         for other, pts in points.items():

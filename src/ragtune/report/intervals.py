@@ -30,6 +30,22 @@ def question_scores(metrics_path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("id")
 
 
+def check_matches(scores: pd.DataFrame, metrics: dict, metrics_path: str | Path) -> None:
+    """The per-question scores must average to the run's recorded metrics: otherwise the
+    predictions are another run's (a stale or replaced file) and every interval built on them
+    would sit around the wrong value."""
+    recorded = {"EM": metrics["em"], "F1": metrics["f1"], "Recall@k": metrics["recall_at_k"]}
+    for metric, value in recorded.items():
+        mean = float(scores[metric].mean())
+        if len(scores) != metrics["n"] or abs(mean - value) > 0.01:
+            raise ValueError(
+                f"{Path(metrics_path).with_name('predictions.jsonl')} ({len(scores)} questions, "
+                f"{metric} {mean:.2f}) disagrees with {metrics_path} (n={metrics['n']}, "
+                f"{metric} {value}); they must come from one evaluate job: delete both and "
+                "re-run it"
+            )
+
+
 def aligned(frames: list[pd.DataFrame], metric: str, where: str) -> np.ndarray:
     """(pipelines x questions) scores of one metric over the same questions, in one order."""
     ids = frames[0].index

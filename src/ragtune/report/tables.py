@@ -74,9 +74,9 @@ def collect(entries: Iterable[dict]) -> Results:
         m = read_json(e["metrics"])
         key = {"dataset": e["dataset"], "pipeline": e["pipeline"]}
         key["strategy"] = STRATEGY_LABELS.get(e["strategy"], e["strategy"])
-        questions[(e["dataset"], e["split"], e["pipeline"], key["strategy"])] = question_scores(
-            e["metrics"]
-        )
+        scores = question_scores(e["metrics"])
+        intervals.check_matches(scores, m, e["metrics"])
+        questions[(e["dataset"], e["split"], e["pipeline"], key["strategy"])] = scores
         costs = [("chosen", job_cost(**j)) for j in e.get("chosen", [])]
         for point in e.get("grid", []):
             costs += [("grid_train", job_cost(**point["train"]))]
