@@ -182,6 +182,16 @@ def trained_base(adapter: str) -> dict:
     return json.loads(record.read_text()) if record.exists() else {"quantization": "none"}
 
 
+def loads_4bit(path: str, lora_base: str = "auto", quantize: str = "none") -> bool:
+    """Whether :func:`load_generator` would load ``path`` on a 4-bit NF4 base (and so needs
+    bitsandbytes): asked for with ``quantize``, or an adapter trained on NF4 evaluated
+    ``as_trained`` or ``dequantized``."""
+    if (Path(path) / "adapter_config.json").exists():
+        nf4 = trained_base(path).get("quantization") == "nf4"
+        return nf4 and lora_base in ("auto", "as_trained", "dequantized")
+    return quantize == "nf4"
+
+
 def _load_with_adapter(adapter: str, dtype: str, lora_base: str = "auto"):
     """The base model its adapter_config.json points at, with the adapter.
 

@@ -37,8 +37,11 @@ def _configure_logging(stream, tag: str = "") -> None:
 def run(smk: Any, step: Callable[[Any], None], *, distributed: bool = False) -> None:
     """Run ``step(smk)`` with logging to ``smk.log[0]`` and GPUs claimed per ``resources.gpu``;
     with ``distributed``, as ``resources.gpu`` data-parallel ranks when that is more than 1."""
+    from ragtune import runtime
     from ragtune.training import distributed as ddp
 
+    # This process runs this one job and ends: a step may keep out what it will not use.
+    runtime.mark_one_job_process()
     log_path = smk.log[0] if len(smk.log) else None
     # Closed by the ExitStack below (sys.stderr, the fallback, must stay open).
     stream = open(log_path, "a", buffering=1, encoding="utf-8") if log_path else sys.stderr  # noqa: SIM115
@@ -74,7 +77,7 @@ def run(smk: Any, step: Callable[[Any], None], *, distributed: bool = False) -> 
                 finally:
                     ddp.shutdown()
             else:
-                from ragtune import gpu, runtime
+                from ragtune import gpu
 
                 claim = gpu.claim(n_gpu)
                 if claim.ids:

@@ -49,6 +49,34 @@ def resolve_dtype(name: str) -> torch.dtype:
     return dtype
 
 
+# Set by ragtune.runner in the process of one Snakemake job (and its ranks). Blocking an
+# import is for the life of a process, so it is never done in a process that runs other
+# work afterwards (a test session, a notebook).
+_one_job_process = False
+
+
+def mark_one_job_process() -> None:
+    global _one_job_process
+    _one_job_process = True
+
+
+def keep_out_bitsandbytes() -> bool:
+    """Make ``bitsandbytes`` unimportable in this process, for a job that quantises nothing.
+
+    peft and sentence-transformers import bitsandbytes whenever it is installed, and its CPU
+    backend decorates its kernels with ``torch.compile``, which imports torch's compiler
+    stack: 3-5 s of every job's start-up (``benchmarks/bench_overhead.py``), for a library
+    only a 4-bit model uses. A ``None`` entry in ``sys.modules`` is Python's own way of
+    blocking an import: ``find_spec`` then reports the package missing, so both libraries take
+    their no-bitsandbytes path. Call it before they are imported, and only in a process that
+    will load no 4-bit model: only in a job's own process (:func:`mark_one_job_process`).
+    Returns whether the block is in place."""
+    if not _one_job_process or sys.modules.get("bitsandbytes", None) is not None:
+        return False
+    sys.modules["bitsandbytes"] = None  # type: ignore[assignment]
+    return True
+
+
 def _driver_version() -> str:
     from ragtune.gpu import nvidia_smi
 

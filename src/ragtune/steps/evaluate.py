@@ -13,7 +13,7 @@ from ragtune.evaluation.generate import generate_answers
 from ragtune.evaluation.metrics import best_em, best_f1, mean, recall_at_k
 from ragtune.evaluation.prompt import fit_prompt
 from ragtune.io import read_jsonl, write_json, write_jsonl
-from ragtune.models import load_generator
+from ragtune.models import load_generator, loads_4bit
 from ragtune.retrieval.store import ChunkStore
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ def evaluate(
             f"{questions_path} (first: {missing[0]}); re-run the retrieve rule"
         )
     chunks = ChunkStore(chunk_shards)
+    if not loads_4bit(generator, generation["lora_base"]):
+        runtime.keep_out_bitsandbytes()
     model, tokenizer = load_generator(generator, generation["dtype"], generation["lora_base"])
     contexts = [chunks.get_many(retrieved[q["id"]]["rows"]) for q in questions]
     gen_start = time.time()

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def embed_shard(chunks_path: str, out_npy: str, embedder: str, embedding: dict) -> None:
+    runtime.keep_out_bitsandbytes()  # a sentence-transformers job: nothing is 4-bit
     model = models.load_embedder(embedder, device=runtime.device())
     if embedding["max_seq_length"]:
         model.max_seq_length = embedding["max_seq_length"]

@@ -30,6 +30,7 @@ def retrieve(
     """
     if len(questions_paths) != len(out_paths):
         raise ValueError(f"{len(questions_paths)} question files for {len(out_paths)} outputs")
+    runtime.keep_out_bitsandbytes()  # a sentence-transformers job: nothing is 4-bit
     model = models.load_embedder(embedder, device=runtime.device())
     index = faiss_index.read_index(index_path)
     faiss_index.set_search_params(

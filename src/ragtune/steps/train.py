@@ -36,6 +36,7 @@ from ragtune.training.generator import (
     length_grouped_batches,
     load_for_training,
     padding_fraction,
+    quantizes,
     save_adapter,
 )
 
@@ -84,6 +85,7 @@ def train_embedder(
     store, chunks = EmbeddingStore(embedding_shards), ChunkStore(chunk_shards)
     wanted = {t for q in questions for t in q["gold_titles"]}
     by_title = gold_rows_by_title(((r, chunks[r]["title"]) for r in range(len(chunks))), wanted)
+    runtime.keep_out_bitsandbytes()  # a sentence-transformers job: nothing is 4-bit
     model = models.load_embedder(embedder, device=runtime.device())
     base_vecs = encode(model, [q["question"] for q in questions], 64)
     articles = [[by_title[t] for t in q["gold_titles"]] for q in questions]
@@ -177,6 +179,8 @@ def train_generator(
 ) -> None:
     start = time.time()
     cfg = training["generator"]
+    if not quantizes(cfg["quantize"]):
+        runtime.keep_out_bitsandbytes()
     questions = list(read_jsonl(questions_path))
     retrieved = {r["qid"]: r for r in read_jsonl(retrieved_path)}
     chunks = ChunkStore(chunk_shards)
@@ -279,6 +283,11 @@ def train_joint(
         raise ValueError(f"{out_dir}: a joint run must train the embedder, the generator or both")
     start = time.time()
     cfg = training["joint"]
+    # The generator is 4-bit when it trains on a quantised base, or when it is a frozen
+    # adapter that trained on one (2-Phase's second phase); else bitsandbytes stays out.
+    four_bit = quantizes(cfg["quantize"]) if gen_lr is not None else models.loads_4bit(generator)
+    if not four_bit:
+        runtime.keep_out_bitsandbytes()
     questions = list(read_jsonl(questions_path))
     index = faiss_index.read_index(index_path)
     faiss_index.set_search_params(

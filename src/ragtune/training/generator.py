@@ -122,6 +122,11 @@ def use_checkpointing(setting) -> bool:
     return bool(setting)
 
 
+def quantizes(quantize: str) -> bool:
+    """Whether ``training.*.quantize`` loads the base 4-bit here (see :func:`load_for_training`)."""
+    return quantize == "4bit" or (quantize == "auto" and torch.cuda.is_available())
+
+
 def load_for_training(
     path: str,
     quantize: str = "auto",
@@ -151,7 +156,7 @@ def load_for_training(
     # it, so evaluation loads the same base).
     resolved = models.resolve(path)
     cuda = torch.cuda.is_available()
-    four_bit = quantize == "4bit" or (quantize == "auto" and cuda)
+    four_bit = quantizes(quantize)
     compute = runtime.half_dtype() if cuda else torch.float32
     kwargs: dict = dict(resolved.pretrained_kwargs())
     if four_bit:
