@@ -65,7 +65,7 @@ wildcard_constraints:
     lrs=ragtune_plan.LRS_RE,
     # base, ft_embed/e<lr>, or <pipeline>/<strategy>/<lrs> for a query encoder trained jointly
     variant=f"base|{ragtune_plan.TUNED_VARIANT_RE}",
-    lr=r"[0-9.e+-]+",
+    lr=ragtune_plan.LR_RE,
 
 
 log_path = LAYOUT.log
@@ -248,12 +248,19 @@ def grid_lrs(wildcards):
 
 
 def grid_validation_metrics(wildcards):
+    """Every run of the grid, point by point, each point's seeds together."""
     return [
         metrics_file(
-            wildcards.dataset, wildcards.pipeline, wildcards.strategy, lrs, "validation"
+            wildcards.dataset, wildcards.pipeline, wildcards.strategy, run, "validation"
         )
         for lrs in grid_lrs(wildcards)
+        for run in PLAN.runs(lrs)
     ]
+
+
+def training_seed(wildcards):
+    """The seed a training job trains with: its run's, or the config's `seed`."""
+    return PLAN.training_seed(wildcards.get("lrs") or wildcards.get("lr"))
 
 
 def eval_job(dataset, pipeline, strategy, lrs, split):
@@ -271,16 +278,20 @@ def table_rows(wildcards=None):
         for p in PIPELINES:
             for st in PLAN.rows:
                 lrs = PLAN.chosen_lrs(d, p, st)
+                # Every seed's jobs: the cost counts them all.
                 grid = [
                     {
-                        "lrs": g_lrs,
-                        "train": PLAN.train_job(d, p, g_st, g_lrs),
-                        "eval": eval_job(d, p, g_st, g_lrs, "validation"),
+                        "lrs": run,
+                        "train": PLAN.train_job(d, p, g_st, run),
+                        "eval": eval_job(d, p, g_st, run, "validation"),
                     }
                     for g_st, g_lrs in PLAN.grid_points(d, p, st)
+                    for run in PLAN.runs(g_lrs)
                 ]
                 chosen = [
-                    PLAN.train_job(d, p, *run) for run in PLAN.training_runs(st, lrs)
+                    PLAN.train_job(d, p, *job)
+                    for run in PLAN.runs(lrs)
+                    for job in PLAN.training_runs(st, run)
                 ]
                 for sp in EVAL_SPLITS:
                     rows.append(
@@ -292,7 +303,11 @@ def table_rows(wildcards=None):
                             "generator": PIPELINES[p]["generator"],
                             "strategy": st,
                             "lrs": lrs,
-                            "metrics": metrics_file(d, p, st, lrs, sp),
+                            # one per seed
+                            "metrics": [
+                                metrics_file(d, p, st, run, sp)
+                                for run in PLAN.runs(lrs)
+                            ],
                             "chosen": chosen,
                             "grid": grid,
                         }
@@ -308,10 +323,12 @@ def chosen_loss_curves(wildcards=None):
     for d in DATASETS:
         for p in PIPELINES:
             for st in PLAN.rows:
-                lrs = PLAN.chosen_lrs(d, p, st)
-                for job_st, job_lrs in reversed(PLAN.training_runs(st, lrs)):
-                    if ragtune_plan.STRATEGIES[st].combines:
-                        continue
+                if ragtune_plan.STRATEGIES[st].combines:
+                    continue
+                runs = PLAN.runs(PLAN.chosen_lrs(d, p, st))
+                for job_st, job_lrs in [
+                    job for run in runs for job in reversed(PLAN.training_runs(st, run))
+                ]:
                     folder = PLAN.model_dir(d, p, job_st, job_lrs)
                     curves.append(
                         {
@@ -353,7 +370,7 @@ def all_selections():
 
 def table_inputs(wildcards):
     rows = table_rows()
-    files = {r["metrics"] for r in rows}
+    files = {path for r in rows for path in r["metrics"]}
     for r in rows:
         jobs = r["chosen"] + [
             point[role] for point in r["grid"] for role in ("train", "eval")

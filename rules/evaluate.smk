@@ -43,6 +43,7 @@ checkpoint select_lr:
         CONDA_ENV
     params:
         grid=grid_lrs,
+        seeds=PLAN.seeds,
         metric=config["selection"]["metric"],
     script:
         "../workflow/scripts/select_lr.py"

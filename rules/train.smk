@@ -24,7 +24,7 @@ rule train_embedder:
     params:
         embedder=lambda wc: config["embedders"][wc.embedder],
         settings=ragtune_rule_settings.triggers(config, "train_embedder"),
-        seed=config["seed"],
+        seed=training_seed,
     script:
         "../workflow/scripts/train_embedder.py"
 
@@ -53,7 +53,7 @@ rule train_generator:
     params:
         generator=lambda wc: base_generator_spec(wc.pipeline),
         settings=ragtune_rule_settings.triggers(config, "train_generator"),
-        seed=config["seed"],
+        seed=training_seed,
     script:
         "../workflow/scripts/train_generator.py"
 
@@ -89,6 +89,6 @@ rule train_joint:
         loss=joint_loss,
         lrs=joint_lrs,
         settings=ragtune_rule_settings.triggers(config, "train_joint"),
-        seed=config["seed"],
+        seed=training_seed,
     script:
         "../workflow/scripts/train_joint.py"

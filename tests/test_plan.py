@@ -168,3 +168,72 @@ def test_a_joint_strategy_can_search_its_own_grid():
 def test_strategies_run_only_where_their_grids_are(strategies, rows):
     plan, _ = make(strategies)
     assert plan.rows == rows
+
+
+def seeded(seeds=(13, 14)):
+    plan, _ = make()
+    return P.Plan({**plan.config, "seeds": list(seeds), "seed": 13}, plan.winner)
+
+
+def test_without_seeds_no_path_carries_one():
+    plan, _ = make()
+    plan.config["seed"] = 13
+    assert plan.runs("g3e-04") == ["g3e-04"] and plan.runs("base") == ["base"]
+    assert plan.training_seed("g3e-04") == 13 and plan.training_seed("3e-04") == 13
+
+
+def test_seeds_repeat_every_training_run_and_keep_grid_points_seedless():
+    plan = seeded()
+    assert plan.runs("e3e-05_g1e-03") == ["e3e-05_g1e-03_s13", "e3e-05_g1e-03_s14"]
+    assert plan.runs("base") == ["base"]  # nothing trains: one run
+    assert P.without_seed("e3e-05_g1e-03_s14") == "e3e-05_g1e-03"
+    assert P.parse_lrs("g1e-03_s14") == {"g": "1e-03", "s": "14"}
+    assert P.format_lrs(gen=1e-3, seed=14) == "g1e-03_s14"
+    # The grid, the winner and the chosen LRs are points: selected on the mean over seeds.
+    assert plan.grid_lrs("d", "p", "ft_gen") == ["g3e-04", "g1e-03"]
+    assert plan.chosen_lrs("d", "p", "indp") == "e1e-04_g3e-04"
+    # A run, and the folder part of a Ft. Embed. / Ft. Gen. job, say which seed trains it.
+    assert plan.training_seed("e3e-05_g1e-03_s14") == 14
+    assert plan.training_seed("3e-04_s14") == 14
+
+
+def test_a_seeded_run_reads_the_same_seed_s_parts():
+    plan = seeded()
+    # Indp.: seed 14's embedder and seed 14's generator.
+    assert plan.training_runs("indp", "e1e-04_g3e-04_s14") == [
+        ("ft_embed", "e1e-04_s14"),
+        ("ft_gen", "g3e-04_s14"),
+    ]
+    assert plan.retrieval_variant("p", "indp", "e1e-04_g3e-04_s14") == "ft_embed/e1e-04_s14"
+    assert (
+        plan.tuned_generator("d", "p", "indp", "e1e-04_g3e-04_s14")
+        == ("res/d/p/ft_gen/lr3e-04_s14/adapter",) * 2
+    )
+    assert (
+        plan.tuned_query_encoder("d", "mini", "ft_embed/e1e-04_s14")
+        == ("res/d/models/mini/ft_embed/lr1e-04_s14/model",) * 2
+    )
+    # 2-Phase's second phase trains on its first phase's generator of the same seed.
+    assert plan.training_runs("two_phase", "e3e-05_g1e-03_s14") == [
+        ("two_phase", "e3e-05_g1e-03_s14"),
+        ("two_phase_1", "g1e-03_s14"),
+    ]
+    assert plan.tuned_generator("d", "p", "two_phase", "e3e-05_g1e-03_s14") == (
+        "res/d/p/two_phase_1/g1e-03_s14/model",
+        "res/d/p/two_phase_1/g1e-03_s14/model/adapter",
+    )
+    job = plan.train_job("d", "p", "ft_gen", "g3e-04_s14")
+    assert job["record"] == "res/d/p/ft_gen/lr3e-04_s14/train.json"
+    assert job["benchmark"].endswith("train_generator/d/p/lr3e-04_s14.jsonl")
+
+
+def test_the_wildcard_patterns_take_seeded_runs():
+    import re
+
+    for lrs in ("base", "g1e-03", "e3e-05_g1e-03", "e3e-05_g1e-03_s14", "g1e-03_s7"):
+        assert re.fullmatch(P.LRS_RE, lrs), lrs
+    for bad in ("s14", "g1e-03_s", "g1e-03_x14"):
+        assert not re.fullmatch(P.LRS_RE, bad), bad
+    assert re.fullmatch(P.LR_RE, "3e-04_s14") and re.fullmatch(P.LR_RE, "3e-04")
+    assert re.fullmatch(P.TUNED_VARIANT_RE, "ft_embed/e1e-04_s14")
+    assert P.lr_value("3e-04_s14") == P.lr_value("3e-04") == 3e-4

@@ -4,7 +4,10 @@ from, the runs a config trains, evaluates and selects, and where each lives on d
 A run is a (dataset, pipeline, strategy, lrs) point. ``lrs`` names its learning rates in one
 path part: ``base`` (nothing trained), ``e1e-05`` (the embedder's), ``g1e-04`` (the
 generator's) or ``e1e-05_g1e-04`` (both); :func:`parse_lrs` and :func:`format_lrs` are the
-only code that reads or writes it. A grid's winner comes from ``select_lr``, which Snakemake
+only code that reads or writes it. Where the config lists ``seeds``, every training run is
+repeated per seed and its ``lrs`` ends in the seed (``g1e-04_s14``): a grid point is then
+the seedless ``lrs``, selected on its mean over seeds. With one seed (the default) no path
+carries one, as before. A grid's winner comes from ``select_lr``, which Snakemake
 runs as a checkpoint: the plan asks the ``winner`` callable it was given, so its dependencies
 are planned only once the grid is evaluated.
 
@@ -77,21 +80,49 @@ def format_lr(lr: float | str) -> str:
     return f"{float(lr):.0e}"
 
 
-def format_lrs(embed: str | float | None = None, gen: str | float | None = None) -> str:
+def format_lrs(
+    embed: str | float | None = None, gen: str | float | None = None, seed: int | str | None = None
+) -> str:
     parts = [f"e{format_lr(embed)}"] if embed is not None else []
     parts += [f"g{format_lr(gen)}"] if gen is not None else []
-    return "_".join(parts) or "base"
+    return with_seed("_".join(parts) or "base", seed)
 
 
 def parse_lrs(lrs: str) -> dict[str, str]:
-    """'e1e-05_g1e-04' -> {'e': '1e-05', 'g': '1e-04'}; 'base' -> {}."""
+    """'e1e-05_g1e-04' -> {'e': '1e-05', 'g': '1e-04'}; 'base' -> {}; a seeded run's
+    'g1e-04_s14' -> {'g': '1e-04', 's': '14'}."""
     if lrs == "base":
         return {}
     return {part[0]: part[1:] for part in lrs.split("_")}
 
 
-# A `lrs` path part, as a wildcard constraint.
-LRS_RE = r"base|e[^_/]+|g[^_/]+|e[^_/]+_g[^_/]+"
+def with_seed(lrs: str, seed: int | str | None) -> str:
+    """A seeded run of grid point ``lrs`` (nothing trains in ``base``, so it has no seed)."""
+    return lrs if seed is None or lrs == "base" else f"{lrs}_s{seed}"
+
+
+def without_seed(lrs: str) -> str:
+    """The grid point of a (possibly seeded) run."""
+    parts = parse_lrs(lrs)
+    return format_lrs(parts.get("e"), parts.get("g"))
+
+
+def lr_part(lrs: str, key: str) -> str:
+    """One side's LR of a run, with the run's seed: the ``lr`` part of a Ft. Embed. or Ft. Gen.
+    folder (``lr1e-04``, or ``lr1e-04_s14``)."""
+    parts = parse_lrs(lrs)
+    return with_seed(parts[key], parts.get("s"))
+
+
+def lr_value(lr: str) -> float:
+    """The learning rate of a Ft. Embed. / Ft. Gen. folder's ``lr`` part (``1e-04_s14``)."""
+    return float(lr.partition("_s")[0])
+
+
+# A `lrs` path part, as a wildcard constraint (a seeded run's ends in _s<seed>).
+LRS_RE = r"base|(e[^_/]+|g[^_/]+|e[^_/]+_g[^_/]+)(_s\d+)?"
+# The `lr` part of a Ft. Embed. or Ft. Gen. folder.
+LR_RE = r"[0-9.e+-]+(_s\d+)?"
 
 
 class Layout:
@@ -146,7 +177,7 @@ class Layout:
 
 
 # Which query encoder a retrieval used: base, Ft. Embed.'s or a joint run's (wildcard).
-TUNED_VARIANT_RE = r"ft_embed/e[^_/]+|[^/]+/(" + "|".join(JOINT) + r")/e[^/]+"
+TUNED_VARIANT_RE = r"ft_embed/e[^/]+|[^/]+/(" + "|".join(JOINT) + r")/e[^/]+"
 
 
 class Plan:
@@ -165,6 +196,18 @@ class Plan:
         self.layout = layout or Layout(config["results"], config["corpus"]["name"])
         self.pipelines = config["pipelines"]
         self.active = [name for name in STRATEGIES if self._runs(name)]
+        # None: the one seed of the config's `seed`, and no seed in any path.
+        self.seeds: list[int | None] = list(config.get("seeds") or [None])
+
+    # -- seeds --------------------------------------------------------------------------------
+    def runs(self, lrs: str) -> list[str]:
+        """The runs of grid point ``lrs``: one per seed (``base`` trains nothing: one)."""
+        return list(dict.fromkeys(with_seed(lrs, seed) for seed in self.seeds))
+
+    def training_seed(self, lrs: str) -> int:
+        """The seed a run (or a Ft. Embed. / Ft. Gen. ``lr`` part) trains with."""
+        _, seeded, seed = lrs.rpartition("_s")
+        return int(seed) if seeded else int(self.config["seed"])
 
     # -- which strategies run --------------------------------------------------------------
     def _configured(self, name: str) -> dict | None:
@@ -261,30 +304,31 @@ class Plan:
             for part in s.combines:
                 key = LR_KEYS[STRATEGIES[part].trains[0]]
                 if key in parts:
-                    out.append((part, f"{key}{parts[key]}"))
+                    out.append((part, f"{key}{lr_part(lrs, key)}"))
             return out
         runs = [(strategy, lrs)]
         if s.after:
-            runs.append((s.after, format_lrs(gen=parts["g"])))
+            runs.append((s.after, format_lrs(gen=parts["g"], seed=parts.get("s"))))
         return runs
 
     def train_job(self, dataset: str, pipeline: str, strategy: str, lrs: str) -> dict[str, str]:
         """A training job's record (train.json) and Snakemake benchmark. Ft. Embed's job is
         the embedder's, shared by its pipelines."""
-        parts, lay = parse_lrs(lrs), self.layout
+        lay = self.layout
         job = STRATEGIES[strategy].job
         if job == "train_embedder":
-            embedder, lr = self.pipelines[pipeline]["embedder"], parts["e"]
+            embedder, lr = self.pipelines[pipeline]["embedder"], lr_part(lrs, "e")
             folder = os.path.dirname(lay.tuned_embedder_dir(dataset, embedder, lr))
             return {
                 "record": f"{folder}/train.json",
                 "benchmark": lay.benchmark(job, dataset, embedder, f"lr{lr}"),
             }
         if job == "train_generator":
-            folder = os.path.dirname(lay.adapter_dir(dataset, pipeline, parts["g"]))
+            lr = lr_part(lrs, "g")
+            folder = os.path.dirname(lay.adapter_dir(dataset, pipeline, lr))
             return {
                 "record": f"{folder}/train.json",
-                "benchmark": lay.benchmark(job, dataset, pipeline, f"lr{parts['g']}"),
+                "benchmark": lay.benchmark(job, dataset, pipeline, f"lr{lr}"),
             }
         return {
             "record": f"{lay.run_dir(dataset, pipeline, strategy, lrs)}/train.json",
@@ -293,27 +337,30 @@ class Plan:
 
     def model_dir(self, dataset: str, pipeline: str, strategy: str, lrs: str) -> str:
         """The output folder of a training job (its loss.csv is inside)."""
-        parts, lay = parse_lrs(lrs), self.layout
+        lay = self.layout
         job = STRATEGIES[strategy].job
         if job == "train_embedder":
-            return lay.tuned_embedder_dir(dataset, self.pipelines[pipeline]["embedder"], parts["e"])
+            embedder = self.pipelines[pipeline]["embedder"]
+            return lay.tuned_embedder_dir(dataset, embedder, lr_part(lrs, "e"))
         if job == "train_generator":
-            return lay.adapter_dir(dataset, pipeline, parts["g"])
+            return lay.adapter_dir(dataset, pipeline, lr_part(lrs, "g"))
         return lay.joint_model_dir(dataset, pipeline, strategy, lrs)
 
     def tuned_generator(self, dataset: str, pipeline: str, strategy: str, lrs: str):
         """(the rule output that holds a run's adapter, the adapter folder), or None for the
         base generator. A run on top of an earlier phase uses that phase's adapter, trained at
         the run's `g` LR."""
-        g = parse_lrs(lrs).get("g")
+        parts = parse_lrs(lrs)
+        g = parts.get("g")
         if g is None:
             return None
         s = STRATEGIES[strategy]
         if s.job == "train_generator" or "ft_gen" in s.combines:
-            path = self.layout.adapter_dir(dataset, pipeline, g)
+            path = self.layout.adapter_dir(dataset, pipeline, lr_part(lrs, "g"))
             return path, path
         if s.after:
-            model = self.layout.joint_model_dir(dataset, pipeline, s.after, format_lrs(gen=g))
+            prior = format_lrs(gen=g, seed=parts.get("s"))
+            model = self.layout.joint_model_dir(dataset, pipeline, s.after, prior)
         else:
             model = self.layout.joint_model_dir(dataset, pipeline, strategy, lrs)
         return model, f"{model}/adapter"
@@ -330,12 +377,11 @@ class Plan:
     def retrieval_variant(self, pipeline: str, strategy: str, lrs: str) -> str:
         """Which query encoder a run retrieves with: base, Ft. Embed.'s (shared by every
         pipeline of the embedder) or a joint run's own (tied to its pipeline)."""
-        e = parse_lrs(lrs).get("e")
-        if e is None:
+        if parse_lrs(lrs).get("e") is None:
             return "base"
         s = STRATEGIES[strategy]
         if STRATEGIES[strategy].job == "train_embedder" or "ft_embed" in s.combines:
-            return f"ft_embed/e{e}"
+            return f"ft_embed/e{lr_part(lrs, 'e')}"
         return f"{pipeline}/{strategy}/{lrs}"
 
     def tuned_query_encoder(self, dataset: str, embedder: str, variant: str):

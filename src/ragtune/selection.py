@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 from ragtune.io import read_json, write_json
 
 
@@ -11,10 +13,34 @@ def pick(scores: dict[str, float]) -> str:
     return next(lrs for lrs, value in scores.items() if value == best)
 
 
-def select_lr(metrics_paths: list[str], grid: list[str], metric: str, out_path: str) -> str:
-    scores = {lrs: read_json(p)[metric] for lrs, p in zip(grid, metrics_paths, strict=True)}
+def select_lr(
+    metrics_paths: list[str],
+    grid: list[str],
+    metric: str,
+    out_path: str,
+    seeds: list[int | None] | None = None,
+) -> str:
+    """``metrics_paths``: each grid point's runs in ``grid`` order, one per seed of ``seeds``
+    (the config's `seeds`; ``[None]``, the default, is one unseeded run per point). A point
+    scores the mean of its seeds' validation ``metric``; with several seeds the record keeps
+    the seeds, every seed's score and their sample standard deviation."""
+    seeds = seeds or [None]
+    n = len(seeds)
+    if len(metrics_paths) != len(grid) * n:
+        raise ValueError(
+            f"{out_path}: {len(metrics_paths)} validation metrics for {len(grid)} grid points "
+            f"x {n} seed(s)"
+        )
+    per_seed = {
+        lrs: [read_json(p)[metric] for p in metrics_paths[i * n : (i + 1) * n]]
+        for i, lrs in enumerate(grid)
+    }
+    scores = {lrs: statistics.fmean(values) for lrs, values in per_seed.items()}
     winner = pick(scores)
-    write_json(
-        out_path, {"metric": metric, "split": "validation", "winner": winner, "scores": scores}
-    )
+    record = {"metric": metric, "split": "validation", "winner": winner, "scores": scores}
+    if n > 1:
+        record["seeds"] = seeds
+        record["seed_scores"] = per_seed
+        record["seed_sd"] = {lrs: statistics.stdev(v) for lrs, v in per_seed.items()}
+    write_json(out_path, record)
     return winner

@@ -1,3 +1,4 @@
+from ragtune.plan import lr_value
 from ragtune.retrieval.store import read_manifest
 from ragtune.rule_settings import settings
 from ragtune.runner import run
@@ -11,7 +12,7 @@ run(
         s.params.embedder,
         s.output.model,
         s.output.info,
-        float(s.wildcards.lr),
+        lr_value(s.wildcards.lr),
         settings(s)["training"],
         s.params.seed,
         s.input.retrieved,

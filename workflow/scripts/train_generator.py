@@ -1,3 +1,4 @@
+from ragtune.plan import lr_value
 from ragtune.retrieval.store import read_manifest
 from ragtune.rule_settings import settings
 from ragtune.runner import run
@@ -12,7 +13,7 @@ run(
         s.params.generator,
         s.output.adapter,
         s.output.info,
-        float(s.wildcards.lr),
+        lr_value(s.wildcards.lr),
         settings(s)["training"],
         s.params.seed,
     ),

@@ -18,8 +18,11 @@ def _stamp(caption: str) -> str:
 
 
 def read_runs(path: str | Path) -> pd.DataFrame:
-    # LRs stay strings ("1e-04"), and "N/A" stays "N/A".
-    return pd.read_csv(path, dtype={"Embed LR": str, "Gen LR": str}, keep_default_na=False)
+    # LRs stay strings ("1e-04"), and "N/A" stays "N/A"; a spread over one seed is NaN.
+    runs = pd.read_csv(path, dtype={"Embed LR": str, "Gen LR": str}, keep_default_na=False)
+    for column in [c for c in runs.columns if c.endswith(" sd")]:
+        runs[column] = pd.to_numeric(runs[column], errors="coerce")
+    return runs
 
 
 def build_tables(
@@ -51,10 +54,17 @@ def build_tables(
         res.jobs.to_csv(tmp, index=False)
     recall = tables.recall_label(res.runs)
     metrics = ["EM", "F1", recall]
-    scored = [c for m in metrics for c in (m, f"{m} lo", f"{m} hi")]
+    spread = [" sd"] if res.seeded else []
+    scored = [c for m in metrics for c in (m + end for end in ["", " lo", " hi", *spread])]
+    if res.seeded:
+        ci += (
+            f"; each score is the mean over {res.runs['Seeds'].max()} training seeds, and sd "
+            "their spread (sample standard deviation; none where nothing trains)"
+        )
 
     def averaged(split):
         table = tables.averaged_intervals(tables.averaged(res.runs, split), res, split, boot, seed)
+        table = tables.averaged_seed_spread(table, res, split)
         return tables.wide(table, ["strategy"], [*scored, "Time (h)", "Grid cost (device-h)"])
 
     views = {

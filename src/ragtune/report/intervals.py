@@ -85,17 +85,28 @@ def _seed(seed: int, row, keys: list[str]) -> int:
 
 
 def shown(df: pd.DataFrame, metrics: list[str], digits: int = 1) -> pd.DataFrame:
-    """For Markdown and LaTeX: ``x [lo, hi]`` in each metric column, lo / hi dropped."""
+    """For Markdown and LaTeX: ``x [lo, hi]`` in each metric column, lo / hi dropped; with a
+    spread over seeds (``<metric> sd``), ``x ± sd [lo, hi]``."""
     out = df.copy()
     for col in [c for c in df.columns if any(str(c).endswith(m) for m in metrics)]:
-        lo, hi = f"{col} lo", f"{col} hi"
+        lo, hi, sd = f"{col} lo", f"{col} hi", f"{col} sd"
         if lo in df.columns and hi in df.columns:
+            spread = df[sd] if sd in df.columns else [float("nan")] * len(df)
             out[col] = [
-                f"{v:.{digits}f} [{a:.{digits}f}, {b:.{digits}f}]"
-                for v, a, b in zip(df[col], df[lo], df[hi], strict=True)
+                f"{v:.{digits}f}"
+                + (f" ± {e:.{digits}f}" if e == e else "")  # NaN: one seed, no spread
+                + f" [{a:.{digits}f}, {b:.{digits}f}]"
+                for v, e, a, b in zip(df[col], spread, df[lo], df[hi], strict=True)
             ]
-            out = out.drop(columns=[lo, hi])
+            out = out.drop(columns=[c for c in (lo, hi, sd) if c in out.columns])
     return out
+
+
+def _mean_over_seeds(metrics_paths) -> pd.DataFrame:
+    """A row's per-question scores: its run's, or the mean of its seeds' runs."""
+    paths = [metrics_paths] if isinstance(metrics_paths, str | Path) else list(metrics_paths)
+    frames = [question_scores(p) for p in paths]
+    return sum(frame.loc[frames[0].index] for frame in frames) / len(frames)
 
 
 def strategy_intervals(entries: list[dict], boot: dict, seed: int) -> dict[tuple, Interval]:
@@ -108,7 +119,7 @@ def strategy_intervals(entries: list[dict], boot: dict, seed: int) -> dict[tuple
     for e in entries:
         if e["split"] == "validation":
             by_dataset = frames.setdefault(LABELS.get(e["strategy"], e["strategy"]), {})
-            by_dataset.setdefault(e["dataset"], []).append(question_scores(e["metrics"]))
+            by_dataset.setdefault(e["dataset"], []).append(_mean_over_seeds(e["metrics"]))
     out = {}
     for label, by_dataset in frames.items():
         for metric in SCORE_FIELDS:

@@ -33,6 +33,7 @@ RUN_COLUMNS = [
     "Embed LR", "Gen LR", "LR at grid edge",
 ]  # fmt: skip
 METRICS = ["EM", "F1", "Recall@k"]
+METRIC_FIELDS = {"EM": "em", "F1": "f1", "Recall@k": "recall_at_k"}
 
 
 @dataclass
@@ -40,7 +41,15 @@ class Results:
     runs: pd.DataFrame  # one row per (dataset, split, pipeline, strategy)
     jobs: pd.DataFrame  # one row per (row, job): role is chosen | grid_train | grid_eval
     # per-question scores of each row: (dataset, split, pipeline, strategy label) -> frame
+    # (averaged over the row's seeds)
     questions: dict = field(default_factory=dict)
+    # each row's scores per seed: the same key -> frame (seeds x METRICS)
+    seeds: dict = field(default_factory=dict)
+
+    @property
+    def seeded(self) -> bool:
+        """Whether any row averages more than one seed's run."""
+        return any(len(frame) > 1 for frame in self.seeds.values())
 
 
 def _grid_edges(lrs: str, grid: list[dict]) -> str:
@@ -63,20 +72,39 @@ def _lr_columns(lrs: str) -> dict[str, str]:
     return {"Embed LR": parts.get("e", "N/A"), "Gen LR": parts.get("g", "N/A")}
 
 
+def _seed_runs(metrics_paths) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """A row's runs, one per seed: their scores (seeds x METRICS), the per-question scores
+    averaged over seeds, and the first run's metrics (its k and n)."""
+    paths = [metrics_paths] if isinstance(metrics_paths, str | Path) else list(metrics_paths)
+    per_seed, frames = [], []
+    for path in paths:
+        m = read_json(path)
+        scores = question_scores(path)
+        intervals.check_matches(scores, m, path)
+        per_seed.append({name: m[f] for name, f in METRIC_FIELDS.items()})
+        frames.append(scores)
+    ids = frames[0].index
+    for path, frame in zip(paths[1:], frames[1:], strict=True):
+        if set(frame.index) != set(ids):
+            raise ValueError(f"{path}: its seed's run answered other questions than {paths[0]}")
+    mean = sum(frame.loc[ids] for frame in frames) / len(frames)
+    return pd.DataFrame(per_seed), mean, read_json(paths[0])
+
+
 def collect(entries: Iterable[dict]) -> Results:
     """``entries``, one per table row: dataset, split, pipeline, embedder, generator, strategy,
-    lrs, metrics (path), ``chosen`` (the jobs that trained the row's model: Indp. has the
-    embedder's and the generator's, 2-Phase both phases', so time is their sum, as in the paper)
-    and ``grid`` (one {train, eval} pair per point of the search behind the row). A job is
+    lrs, metrics (the path of its run's metrics.json, or one per seed), ``chosen`` (the jobs
+    that trained the row's model: Indp. has the embedder's and the generator's, 2-Phase both
+    phases', so time is their sum, as in the paper; every seed's) and ``grid`` (one
+    {train, eval} pair per run of the search behind the row, every seed's). A job is
     {record: its train.json or metrics.json, benchmark: Snakemake's benchmark file}."""
-    runs, jobs, questions = [], [], {}
+    runs, jobs, questions, seeds = [], [], {}, {}
     for e in entries:
-        m = read_json(e["metrics"])
+        per_seed, scores, m = _seed_runs(e["metrics"])
         key = {"dataset": e["dataset"], "pipeline": e["pipeline"]}
         key["strategy"] = STRATEGY_LABELS.get(e["strategy"], e["strategy"])
-        scores = question_scores(e["metrics"])
-        intervals.check_matches(scores, m, e["metrics"])
         questions[(e["dataset"], e["split"], e["pipeline"], key["strategy"])] = scores
+        seeds[(e["dataset"], e["split"], e["pipeline"], key["strategy"])] = per_seed
         costs = [("chosen", job_cost(**j)) for j in e.get("chosen", [])]
         for point in e.get("grid", []):
             costs += [("grid_train", job_cost(**point["train"]))]
@@ -88,17 +116,19 @@ def collect(entries: Iterable[dict]) -> Results:
                 "split": e["split"],
                 "embedder": e["embedder"],
                 "generator": e["generator"],
-                "EM": m["em"],
-                "F1": m["f1"],
-                "Recall@k": m["recall_at_k"],
+                **per_seed.mean().to_dict(),
+                # the spread over seeds (the sample standard deviation; NaN for one seed)
+                **{f"{name} sd": per_seed[name].std() for name in METRICS},
+                "Seeds": len(per_seed),
                 "k": m["k"],
                 "n": m["n"],
-                "Time (h)": sum(c.hours for role, c in costs if role == "chosen"),
+                # one run's: the chosen jobs of every seed, divided by the seeds
+                "Time (h)": sum(c.hours for role, c in costs if role == "chosen") / len(per_seed),
                 "Grid cost (device-h)": sum(
                     c.device_hours for role, c in costs if role != "chosen"
                 ),
                 "Unit": "/".join(sorted(units)) or "N/A",
-                "Grid points": len(e.get("grid", [])),
+                "Grid points": len(e.get("grid", [])) // len(per_seed),
                 **_lr_columns(e.get("lrs", "base")),
                 "LR at grid edge": _grid_edges(e.get("lrs", "base"), e.get("grid", [])),
             }
@@ -109,14 +139,17 @@ def collect(entries: Iterable[dict]) -> Results:
                  "unit": c.unit, "device_h": c.device_hours}
                 for role, c in costs
             ]  # fmt: skip
-    runs_df = pd.DataFrame(runs, columns=RUN_COLUMNS)
+    columns = RUN_COLUMNS
+    if any(r["Seeds"] > 1 for r in runs):
+        columns = [*RUN_COLUMNS[:9], *(f"{m} sd" for m in METRICS), "Seeds", *RUN_COLUMNS[9:]]
+    runs_df = pd.DataFrame(runs, columns=columns)
     runs_df = in_paper_order(runs_df, ["split", "dataset", "pipeline"])
     jobs_df = pd.DataFrame(
         jobs,
         columns=["dataset", "pipeline", "strategy", "role", "benchmark", "seconds", "unit",
                  "device_h"],
     )  # fmt: skip
-    return Results(runs_df, jobs_df, questions)
+    return Results(runs_df, jobs_df, questions, seeds)
 
 
 def in_paper_order(df: pd.DataFrame, before: list[str]) -> pd.DataFrame:
@@ -133,16 +166,18 @@ def recall_label(runs: pd.DataFrame) -> str:
 def per_pipeline(runs: pd.DataFrame, split: str = "validation") -> pd.DataFrame:
     """The paper's Figures 6/7: every (embedder, generator, strategy), per dataset."""
     part = runs[runs["split"] == split]
-    scores = [c for m in METRICS for c in (m, f"{m} lo", f"{m} hi") if c in part.columns]
-    cols = ["dataset", "pipeline", "embedder", "generator", "strategy", *scores, "Time (h)",
-            "Embed LR", "Gen LR", "LR at grid edge"]  # fmt: skip
+    ends = ("", " lo", " hi", " sd")
+    scores = [c for m in METRICS for c in (m + end for end in ends) if c in part.columns]
+    seeds = ["Seeds"] if "Seeds" in part.columns else []
+    cols = ["dataset", "pipeline", "embedder", "generator", "strategy", *scores, *seeds,
+            "Time (h)", "Embed LR", "Gen LR", "LR at grid edge"]  # fmt: skip
     out = part[cols].rename(columns=_recall_names(part))
     return out.reset_index(drop=True)
 
 
 def _recall_names(part: pd.DataFrame) -> dict[str, str]:
     label = recall_label(part)
-    return {f"Recall@k{end}": f"{label}{end}" for end in ("", " lo", " hi")}
+    return {f"Recall@k{end}": f"{label}{end}" for end in ("", " lo", " hi", " sd")}
 
 
 def add_intervals(res: Results, boot: dict, seed: int) -> None:
@@ -212,6 +247,29 @@ def averaged(runs: pd.DataFrame, split: str = "validation") -> pd.DataFrame:
     )
     out.insert(2, "pipelines", part.groupby(["dataset", "strategy"], sort=False).size().values)
     return in_paper_order(out, ["dataset"]).rename(columns={"Recall@k": recall_label(part)})
+
+
+def averaged_seed_spread(table: pd.DataFrame, res: Results, split: str) -> pd.DataFrame:
+    """:func:`averaged` with ``<metric> sd`` after each metric's interval, where runs have
+    several seeds: the spread over seeds of the mean over pipelines (each seed's pipelines
+    averaged first, then the sample standard deviation over seeds)."""
+    if not res.seeded:
+        return table
+    label = recall_label(res.runs[res.runs["split"] == split])
+    out = table.copy()
+    for metric, column in (("EM", "EM"), ("F1", "F1"), ("Recall@k", label)):
+        sds = []
+        for _, row in table.iterrows():
+            frames = [
+                frame[metric].to_numpy()
+                for (d, sp, _p, st), frame in res.seeds.items()
+                if (d, sp, st) == (row["dataset"], split, row["strategy"])
+            ]
+            spread = pd.Series(sum(frames) / len(frames)).std() if frames else float("nan")
+            sds.append(spread)
+        after = f"{column} hi" if f"{column} hi" in out.columns else column
+        out.insert(out.columns.get_loc(after) + 1, f"{column} sd", sds)
+    return out
 
 
 def wide(long: pd.DataFrame, index: list[str], values: list[str]) -> pd.DataFrame:

@@ -162,7 +162,15 @@ def train_embedder(
         ),
     )
     _finish(
-        out_dir, out_info, work, lambda tmp: model.save(str(tmp)), start, lr, len(pairs), history
+        out_dir,
+        out_info,
+        work,
+        lambda tmp: model.save(str(tmp)),
+        start,
+        lr,
+        len(pairs),
+        history,
+        seed=seed,
     )
 
 
@@ -248,6 +256,7 @@ def train_generator(
         lr,
         len(examples),
         history,
+        seed=seed,
     )
 
 
@@ -397,7 +406,9 @@ def train_joint(
             save_adapter(gen, tokenizer, tmp / "adapter")
 
     lrs = {"embedder": embed_lr, "generator": gen_lr}
-    _finish(out_dir, out_info, work, save, start, lrs, len(questions), history, loss=loss)
+    _finish(
+        out_dir, out_info, work, save, start, lrs, len(questions), history, loss=loss, seed=seed
+    )
 
 
 def _finish(out_dir, out_info, work: Path, save, start, lr, n, history, **extra) -> None:
