@@ -1,6 +1,7 @@
 """Run every benchmark in turn (``make bench``); each writes benchmarks/out/<name>.json."""
 
 from benchmarks import (
+    bench_cpu_dtype,
     bench_embedding,
     bench_generation,
     bench_index,
@@ -20,6 +21,7 @@ if __name__ == "__main__":
         bench_joint,
         bench_memory,
         bench_overhead,
+        bench_cpu_dtype,
         bench_index,
         bench_scaleout,
         bench_workflow,
