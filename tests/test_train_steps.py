@@ -20,6 +20,7 @@ TRAINING = {
     "checkpoint_every": 1,
     "lora_dropout": 0.05,
     "gradient_checkpointing": "auto",
+    "dtype": "auto",
     "embedder": {
         "batch_size": 4,
         "loss": "mnrl",

@@ -18,7 +18,8 @@ from typing import Any
 
 _SEARCH = ["retrieval.k", "retrieval.nprobe", "retrieval.ef_search", "retrieval.rescore_factor"]
 _TRAINING = ["training.warmup_ratio"]
-_LORA = ["training.lora_dropout"]
+# The generator's compute dtype and its LoRA adapters: both shape what a generator job trains.
+_LORA = ["training.lora_dropout", "training.dtype"]
 _RUN_TIME_TRAINING = ["training.checkpoint_every", "training.gradient_checkpointing"]
 
 TRIGGERS: dict[str, list[str]] = {

@@ -227,7 +227,7 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
 
     checkpointing = _checkpointing(training)
     lora = dict(
-        compute_dtype="bfloat16",
+        compute_dtype=_dtype(training["dtype"]),
         lora_rank=LORA_RANK,
         lora_targets=LORA_TARGETS,
         lora_dropout=training["lora_dropout"],

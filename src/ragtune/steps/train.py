@@ -198,6 +198,7 @@ def train_generator(
         training["lora_dropout"],
         seed,
         training["gradient_checkpointing"],
+        training["dtype"],
     )
     examples = [
         build_example(
@@ -318,10 +319,11 @@ def train_joint(
             training["lora_dropout"],
             seed,
             training["gradient_checkpointing"],
+            training["dtype"],
         )
         gen.train()
     else:
-        gen, tokenizer = models.load_generator(generator, "auto")
+        gen, tokenizer = models.load_generator(generator, training["dtype"])
         gen.requires_grad_(False)
     groups = []
     if embed_lr is not None:

@@ -133,6 +133,7 @@ def load_for_training(
     lora_dropout: float = LORA_DROPOUT,
     seed: int = 0,
     gradient_checkpointing=False,
+    dtype: str = "auto",
 ):
     """The base generator with fresh LoRA adapters (r=16) on every projection, initialised
     from ``seed``.
@@ -142,7 +143,9 @@ def load_for_training(
     ``4bit`` forces 4-bit (on CPU with float32 compute, since bf16 compute there is ~20x
     slower); ``none`` never quantises. ``gradient_checkpointing`` (see
     :func:`use_checkpointing`) recomputes each decoder layer in the backward pass, non-reentrant
-    (the frozen base's inputs need no gradient for it to reach the adapters).
+    (the frozen base's inputs need no gradient for it to reach the adapters). ``dtype``
+    (``training.dtype``) is the frozen base's compute dtype (:func:`runtime.resolve_dtype`);
+    peft keeps the adapters in float32 whatever it is.
 
     The adapter folder records what base it trained on (:data:`BASE_RECORD`), so evaluation
     can run on the same base.
@@ -157,7 +160,7 @@ def load_for_training(
     resolved = models.resolve(path)
     cuda = torch.cuda.is_available()
     four_bit = quantizes(quantize)
-    compute = runtime.half_dtype() if cuda else torch.float32
+    compute = runtime.resolve_dtype(dtype)
     kwargs: dict = dict(resolved.pretrained_kwargs())
     if four_bit:
         kwargs["quantization_config"] = nf4_config(compute)
