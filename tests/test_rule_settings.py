@@ -54,3 +54,18 @@ def test_the_result_config_leaves_out_speed_knobs_and_resources(config):
     assert "query_batch_size" not in out["retrieval"] and out["retrieval"]["k"]
     assert "rows_per_forward" not in out["training"]["joint"]
     assert "batch_size" in config["embedding"]  # the config itself is untouched
+
+
+def test_the_training_dtype_triggers_once_set(config):
+    # At its default the key stays out of the params: results trained before it existed are
+    # not re-trained for it. Set, it re-trains the generator jobs, and only them.
+    for rule in ("train_generator", "train_joint"):
+        assert "dtype" not in rs.triggers(config, rule)["training"]
+        smk = SimpleNamespace(
+            rule=rule, params=SimpleNamespace(settings=rs.triggers(config, rule)), config=config
+        )
+        assert rs.settings(smk)["training"]["dtype"] == "auto"
+    bf16 = {**config, "training": {**config["training"], "dtype": "bfloat16"}}
+    assert rs.triggers(bf16, "train_generator")["training"]["dtype"] == "bfloat16"
+    assert rs.triggers(bf16, "train_joint")["training"]["dtype"] == "bfloat16"
+    assert "dtype" not in rs.triggers(bf16, "train_embedder")["training"]

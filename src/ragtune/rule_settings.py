@@ -18,8 +18,7 @@ from typing import Any
 
 _SEARCH = ["retrieval.k", "retrieval.nprobe", "retrieval.ef_search", "retrieval.rescore_factor"]
 _TRAINING = ["training.warmup_ratio"]
-# The generator's compute dtype and its LoRA adapters: both shape what a generator job trains.
-_LORA = ["training.lora_dropout", "training.dtype"]
+_LORA = ["training.lora_dropout"]
 _RUN_TIME_TRAINING = ["training.checkpoint_every", "training.gradient_checkpointing"]
 
 TRIGGERS: dict[str, list[str]] = {
@@ -55,6 +54,11 @@ TRIGGERS: dict[str, list[str]] = {
 }
 # Read only by RAG-Token / RAG-Sequence decoding (p(z|x)): a trigger of evaluate only there.
 DECODING_TRIGGERS = ["training.joint.scale"]
+# The generator's compute dtype shapes what a generator job trains, but is a trigger only once
+# set: at its default (auto, what every run before the key had) it stays out of the params,
+# so that results trained before it existed are not re-trained for it.
+DTYPE_TRIGGERS = ["training.dtype"]
+GENERATOR_TRAINING = ("train_generator", "train_joint")
 RUN_TIME: dict[str, list[str]] = {
     "embed_corpus": ["embedding.batch_size"],
     # k is only checked against the corpus here: the index does not depend on it.
@@ -97,13 +101,17 @@ def triggers(config: dict[str, Any], rule: str) -> dict[str, Any]:
     keys = TRIGGERS[rule]
     if rule == "evaluate" and config["evaluation"]["decoding"] != "concat":
         keys = keys + DECODING_TRIGGERS
+    if rule in GENERATOR_TRAINING and config["training"]["dtype"] != "auto":
+        keys = keys + DTYPE_TRIGGERS
     return pick(config, keys)
 
 
 def settings(smk: Any) -> dict[str, Any]:
     """In a rule's script: its trigger keys plus its run-time keys, as one config-shaped dict.
-    Evaluation under ``concat`` decoding also sees ``training.joint.scale`` (unused there)."""
+    Evaluation under ``concat`` decoding also sees ``training.joint.scale`` (unused there), and
+    a generator-training job ``training.dtype`` at its default."""
     extra = DECODING_TRIGGERS if smk.rule == "evaluate" else []
+    extra = DTYPE_TRIGGERS if smk.rule in GENERATOR_TRAINING else extra
     return merge(dict(smk.params.settings), pick(smk.config, RUN_TIME[smk.rule] + extra))
 
 
