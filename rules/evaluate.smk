@@ -43,7 +43,6 @@ checkpoint select_lr:
         CONDA_ENV
     params:
         grid=grid_lrs,
-        seeds=PLAN.seeds,
         metric=config["selection"]["metric"],
     script:
         "../workflow/scripts/select_lr.py"
