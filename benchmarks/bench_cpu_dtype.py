@@ -26,18 +26,12 @@ import torch
 
 from benchmarks.bench_generation import hotpot_prompts
 from benchmarks.common import MIRROR, OUT, SMOLLM, report, timed
-from ragtune import models
+from ragtune import models, runtime
 from ragtune.io import read_jsonl
 from ragtune.models import load_generator
 from ragtune.training.generator import build_example, collate, generator_loss, load_for_training
 
 HOTPOT_VALIDATION = MIRROR / "hotpotqa/validation.jsonl.gz"
-
-
-def native_bf16() -> dict[str, bool]:
-    """What torch reports of this CPU (private helpers, present in torch 2.x)."""
-    probes = {"avx512_bf16": "_is_avx512_bf16_supported", "amx": "_is_amx_tile_supported"}
-    return {name: bool(getattr(torch.cpu, fn, lambda: False)()) for name, fn in probes.items()}
 
 
 def matmul_gflops(dtype: torch.dtype, tokens: int, repeat: int = 5) -> float:
@@ -103,7 +97,7 @@ def main(argv=None) -> dict:
     return report(
         "cpu_dtype",
         {
-            "native_bf16": native_bf16(),
+            "native_bf16": runtime.cpu_bf16_features(),
             "matmul_gflops": rates,
             "matmul_bf16_over_fp32": round(rates["bfloat16"] / rates["float32"], 3),
             "forward_prompts": len(prompts),

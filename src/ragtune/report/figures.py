@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 
 from ragtune.io import atomic_path, read_json  # noqa: E402
 from ragtune.plan import parse_lrs, with_seed  # noqa: E402
-from ragtune.report.intervals import check_matches, question_scores  # noqa: E402
+from ragtune.report.intervals import seed_runs  # noqa: E402
 from ragtune.report.tables import ORDER  # noqa: E402
 from ragtune.report.uncertainty import interval  # noqa: E402
 
@@ -112,13 +112,13 @@ def lr_sensitivity(
             ci = None
             if boot:
                 # the point's runs: one, or one per seed (their per-question mean)
-                frames = []
-                for run in [with_seed(lrs, seed) for seed in sel.get("seeds") or [None]]:
-                    metrics = Path(s["path"]).parent / run / "validation" / "metrics.json"
-                    frames.append(question_scores(metrics))
-                    check_matches(frames[-1], read_json(metrics), metrics)
+                _, mean = seed_runs(
+                    [
+                        Path(s["path"]).parent / with_seed(lrs, seed) / "validation/metrics.json"
+                        for seed in sel.get("seeds") or [None]
+                    ]
+                )
                 column = {"em": "EM", "f1": "F1", "recall_at_k": "Recall@k"}[sel["metric"]]
-                mean = sum(f.loc[frames[0].index] for f in frames) / len(frames)
                 groups = [mean[column].to_numpy()[None, :]]
                 ci = interval(groups, boot["resamples"], boot["level"], seed)
             points.setdefault(other, []).append((parts[lr_key], score, lrs == sel["winner"], ci))

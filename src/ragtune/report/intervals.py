@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ragtune.io import read_jsonl
+from ragtune.io import read_json, read_jsonl
 from ragtune.report import uncertainty
 from ragtune.report.uncertainty import Interval
 
@@ -102,11 +102,23 @@ def shown(df: pd.DataFrame, metrics: list[str], digits: int = 1) -> pd.DataFrame
     return out
 
 
-def _mean_over_seeds(metrics_paths) -> pd.DataFrame:
-    """A row's per-question scores: its run's, or the mean of its seeds' runs."""
+def seed_runs(metrics_paths) -> tuple[list[dict], pd.DataFrame]:
+    """A row's runs, one per seed (``metrics_paths``: one metrics.json, or one per seed): each
+    run's recorded metrics, and its per-question scores averaged over the seeds. Every run's
+    predictions must average to its metrics (:func:`check_matches`), and every seed must have
+    answered the same questions."""
     paths = [metrics_paths] if isinstance(metrics_paths, str | Path) else list(metrics_paths)
-    frames = [question_scores(p) for p in paths]
-    return sum(frame.loc[frames[0].index] for frame in frames) / len(frames)
+    metrics, frames = [], []
+    for path in paths:
+        recorded, scores = read_json(path), question_scores(path)
+        check_matches(scores, recorded, path)
+        metrics.append(recorded)
+        frames.append(scores)
+    ids = frames[0].index
+    for path, frame in zip(paths[1:], frames[1:], strict=True):
+        if set(frame.index) != set(ids):
+            raise ValueError(f"{path}: its seed's run answered other questions than {paths[0]}")
+    return metrics, sum(frame.loc[ids] for frame in frames) / len(frames)
 
 
 def strategy_intervals(entries: list[dict], boot: dict, seed: int) -> dict[tuple, Interval]:
@@ -119,7 +131,7 @@ def strategy_intervals(entries: list[dict], boot: dict, seed: int) -> dict[tuple
     for e in entries:
         if e["split"] == "validation":
             by_dataset = frames.setdefault(LABELS.get(e["strategy"], e["strategy"]), {})
-            by_dataset.setdefault(e["dataset"], []).append(_mean_over_seeds(e["metrics"]))
+            by_dataset.setdefault(e["dataset"], []).append(seed_runs(e["metrics"])[1])
     out = {}
     for label, by_dataset in frames.items():
         for metric in SCORE_FIELDS:

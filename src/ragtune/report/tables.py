@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ragtune.io import atomic_path, read_json
+from ragtune.io import atomic_path
 from ragtune.plan import STRATEGIES, parse_lrs
 from ragtune.report import intervals
-from ragtune.report.intervals import question_scores
 from ragtune.report.records import job_cost
 
 # The paper's row labels, in its order (Figure 3).
@@ -72,25 +71,6 @@ def _lr_columns(lrs: str) -> dict[str, str]:
     return {"Embed LR": parts.get("e", "N/A"), "Gen LR": parts.get("g", "N/A")}
 
 
-def _seed_runs(metrics_paths) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """A row's runs, one per seed: their scores (seeds x METRICS), the per-question scores
-    averaged over seeds, and the first run's metrics (its k and n)."""
-    paths = [metrics_paths] if isinstance(metrics_paths, str | Path) else list(metrics_paths)
-    per_seed, frames = [], []
-    for path in paths:
-        m = read_json(path)
-        scores = question_scores(path)
-        intervals.check_matches(scores, m, path)
-        per_seed.append({name: m[f] for name, f in METRIC_FIELDS.items()})
-        frames.append(scores)
-    ids = frames[0].index
-    for path, frame in zip(paths[1:], frames[1:], strict=True):
-        if set(frame.index) != set(ids):
-            raise ValueError(f"{path}: its seed's run answered other questions than {paths[0]}")
-    mean = sum(frame.loc[ids] for frame in frames) / len(frames)
-    return pd.DataFrame(per_seed), mean, read_json(paths[0])
-
-
 def collect(entries: Iterable[dict]) -> Results:
     """``entries``, one per table row: dataset, split, pipeline, embedder, generator, strategy,
     lrs, metrics (the path of its run's metrics.json, or one per seed), ``chosen`` (the jobs
@@ -100,7 +80,11 @@ def collect(entries: Iterable[dict]) -> Results:
     {record: its train.json or metrics.json, benchmark: Snakemake's benchmark file}."""
     runs, jobs, questions, seeds = [], [], {}, {}
     for e in entries:
-        per_seed, scores, m = _seed_runs(e["metrics"])
+        recorded, scores = intervals.seed_runs(e["metrics"])
+        per_seed = pd.DataFrame(
+            [{name: m[f] for name, f in METRIC_FIELDS.items()} for m in recorded]
+        )
+        m = recorded[0]  # its k and n, the same for every seed
         key = {"dataset": e["dataset"], "pipeline": e["pipeline"]}
         key["strategy"] = STRATEGY_LABELS.get(e["strategy"], e["strategy"])
         questions[(e["dataset"], e["split"], e["pipeline"], key["strategy"])] = scores
