@@ -22,12 +22,14 @@ from ragtune.io import read_jsonl
 from ragtune.models import load_generator
 
 
-def hotpot_prompts(n: int, k: int = 5) -> list[str]:
+def hotpot_prompts(n: int, k: int = 5, cut=None) -> list[str]:
+    """``n`` HotpotQA validation prompts with ``k`` of their own paragraphs, gold first; with
+    ``cut``, each paragraph's text passes through it (e.g. to a chunk's length) first."""
     prompts = []
     for rec in read_jsonl(MIRROR / "hotpotqa/validation.jsonl.gz"):
         gold = set(rec["supporting_facts"]["title"])
         paras = [
-            {"title": t, "text": "".join(s)}
+            {"title": t, "text": cut("".join(s)) if cut else "".join(s)}
             for t, s in zip(rec["context"]["title"], rec["context"]["sentences"], strict=True)
         ]
         paras.sort(key=lambda p: p["title"] not in gold)  # gold first, as a good retriever would

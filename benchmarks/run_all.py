@@ -3,6 +3,7 @@
 from benchmarks import (
     bench_cpu_dtype,
     bench_embedding,
+    bench_evaluate_profile,
     bench_generation,
     bench_index,
     bench_joint,
@@ -17,6 +18,7 @@ if __name__ == "__main__":
     for bench in (
         bench_embedding,
         bench_generation,
+        bench_evaluate_profile,
         bench_training,
         bench_joint,
         bench_memory,
