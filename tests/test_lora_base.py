@@ -53,3 +53,38 @@ def test_dequantized_and_full_bases(nf4_adapter):
     # The original weights, not the NF4 ones the adapter trained on: a different model.
     full, _ = load_generator(str(adapter), "float32", lora_base="full")
     assert (_logits(full, ids) - trained).abs().max() > 1e-3
+
+
+def test_a_16_bit_base_keeps_a_small_adapter_unmerged(tmp_path):
+    """Merged into bfloat16 weights, a LoRA delta smaller than their rounding step is lost;
+    unmerged, it still moves the output. In float32 the merged weights keep it."""
+    from peft import PeftModel
+
+    base = toy.save_llama(tmp_path / "base")
+    model, tok = load_for_training(str(base), "none", lora_dropout=0.0, seed=0, dtype="float32")
+    with torch.no_grad():  # a delta far below the weights (std 0.02), as a few LoRA steps make
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 2e-5)
+    save_adapter(model, tok, tmp_path / "adapter")
+    ids = torch.tensor([tok("Paris is the capital of France.")["input_ids"]])
+
+    merged32, _ = load_generator(str(tmp_path / "adapter"), "float32")
+    assert not isinstance(merged32, PeftModel)
+    base32, _ = load_generator(str(base), "float32")
+    assert (_logits(merged32, ids) - _logits(base32, ids)).abs().max() > 0
+
+    bf16, _ = load_generator(str(tmp_path / "adapter"), "bfloat16")
+    assert isinstance(bf16, PeftModel)  # unmerged
+    base16, _ = load_generator(str(base), "bfloat16")
+    moved = (_logits(bf16, ids).float() - _logits(base16, ids).float()).abs().max()
+    assert moved > 0
+    # What merging would have done: most of the delta rounds away in the weights.
+    merged16 = PeftModel.from_pretrained(base16, str(tmp_path / "adapter")).merge_and_unload()
+    base16_again, _ = load_generator(str(base), "bfloat16")
+    kept = [
+        (a != b).float().mean().item()
+        for a, b in zip(merged16.parameters(), base16_again.parameters(), strict=True)
+        if a.dim() == 2 and a.shape[0] != len(tok)
+    ]
+    assert max(kept) < 0.5, kept

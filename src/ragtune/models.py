@@ -200,14 +200,20 @@ def _load_with_adapter(adapter: str, dtype: str, lora_base: str = "auto"):
 
     - ``as_trained`` (``auto``): that same 4-bit base with the adapter unmerged, the forward
       pass training optimised;
-    - ``dequantized``: the NF4 weights dequantized to the compute dtype, the adapter merged in:
-      the weights training saw, up to rounding, at the speed of a plain model;
-    - ``full``: the original full-precision weights with the adapter merged: the usual way to
-      ship a QLoRA adapter, but not the base it was trained on.
+    - ``dequantized``: the NF4 weights dequantized to the compute dtype, with the adapter: the
+      weights training saw, up to rounding, without the 4-bit kernels;
+    - ``full``: the original full-precision weights with the adapter: the usual way to ship a
+      QLoRA adapter, but not the base it was trained on.
 
-    An adapter trained on the full-precision base (on a CPU) is merged into it in every case:
-    merged weights generate as fast as the base model.
+    An adapter is merged into its base (merged weights generate as fast as the base model)
+    only where the base computes in float32. In a 16-bit dtype (bfloat16 keeps 8 bits of
+    mantissa) a merged weight W + dW is rounded to W's own precision, and a LoRA delta is mostly
+    smaller than that: for the demo's adapters 51-75% of the delta's elements round away
+    entirely (``benchmarks/bench_demo_dtype.py``), and the model answers as if half untrained.
+    There the adapter stays unmerged: its product is added to the base layer's output, where it
+    survives.
     """
+    import torch
     from peft import PeftConfig, PeftModel
 
     if lora_base not in LORA_BASES:
@@ -225,17 +231,23 @@ def _load_with_adapter(adapter: str, dtype: str, lora_base: str = "auto"):
     if dequantize:
         model = model.dequantize()
     model = PeftModel.from_pretrained(model, adapter)
-    if not as_trained:
+    merge = not as_trained and model.dtype == torch.float32
+    if merge:
         model = model.merge_and_unload()
+    base_kind = (
+        "4-bit NF4 base"
+        if as_trained
+        else "NF4 base dequantized"
+        if dequantize
+        else "full-precision base"
+    )
     log.info(
-        "generator: %s + adapter %s (%s)",
+        "generator: %s + adapter %s (%s in %s, adapter %s)",
         base,
         adapter,
-        "4-bit NF4 base, adapter unmerged"
-        if as_trained
-        else "NF4 base dequantized, adapter merged"
-        if dequantize
-        else "full-precision base, adapter merged",
+        base_kind,
+        str(model.dtype).removeprefix("torch."),
+        "merged" if merge else "unmerged",
     )
     model.eval()
     return model, tokenizer
