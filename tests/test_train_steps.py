@@ -259,6 +259,40 @@ def test_joint_gradients_reach_exactly_the_trained_sides(
         assert (_grads(lora) > 0) == bool(train_generator), loss
 
 
+def test_a_bf16_generator_base_trains_jointly(joint_parts, minilm_spec, tmp_path):
+    """``training.dtype: bfloat16`` on a CPU (the lever for CPUs with native bf16): the joint
+    step runs with a bf16 base, its shared-prefix cache included, and both the float32 LoRA
+    adapters and the float32 query encoder get finite gradients. A toy Llama: bf16 is slow on
+    a CPU without native bf16."""
+    from ragtune import toy
+    from ragtune.training.generator import load_for_training
+    from ragtune.training.joint import joint_loss
+
+    _, questions, retriever = joint_parts
+    embedder = models.load_embedder(minilm_spec, device="cpu")
+    folder = toy.save_llama(tmp_path / "toy")
+    generator, tok = load_for_training(str(folder), "none", dtype="bfloat16")
+    value = joint_loss(
+        questions[:1],
+        embedder=embedder,
+        generator=generator,
+        tokenizer=tok,
+        retriever=retriever,
+        loss="rag_token",
+        scale=20.0,
+        max_prompt_tokens=96,
+        train_embedder=True,
+        train_generator=True,
+        rows_per_forward=1,
+    )
+    value.backward()
+    assert torch.isfinite(value) and value.dtype == torch.float32
+    lora = [p for n, p in generator.named_parameters() if "lora_" in n]
+    assert all(p.dtype == torch.float32 for p in lora)
+    assert all(torch.isfinite(p.grad).all() for p in lora if p.grad is not None)
+    assert _grads(lora) > 0 and _grads(embedder.parameters()) > 0
+
+
 def test_joint_training_lowers_its_loss(joint_parts, minilm_spec, smollm_dir, tmp_path):
     """Eight RAG-Token steps on one question, both models learning: the loss falls."""
     from ragtune.training import loop
