@@ -115,3 +115,4 @@ def test_the_evaluate_step_decodes_as_configured(tmp_path, decoding):
         assert metrics["decoding"] == name and metrics["n"] == 1
         runs[(name, k)] = next(read_jsonl(str(out) + ".jsonl"))["prediction"]
     assert runs[(decoding, 1)] == runs[("concat", 1)]
+    assert metrics["dtype"] == "float32"

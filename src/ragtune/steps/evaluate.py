@@ -100,6 +100,7 @@ def evaluate(
         "decoding": decoding,
         "seconds": round(time.time() - start, 3),
         "generation_seconds": round(gen_seconds, 3),
+        "dtype": str(model.dtype).removeprefix("torch."),
         **runtime.device_record(),
         **(extra or {}),
     }
