@@ -225,12 +225,29 @@ def _grads(params):
     return sum(float(p.grad.abs().sum()) for p in params if p.grad is not None)
 
 
+def _joint_loss(questions, retriever, embedder, generator, tok, **kwargs):
+    """The joint loss on the tiny index, at the tests' scale and prompt length; ``kwargs``
+    default to RAG-Token with both sides learning."""
+    from ragtune.training.joint import joint_loss
+
+    kwargs = {"loss": "rag_token", "train_embedder": True, "train_generator": True, **kwargs}
+    return joint_loss(
+        questions,
+        embedder=embedder,
+        generator=generator,
+        tokenizer=tok,
+        retriever=retriever,
+        scale=20.0,
+        max_prompt_tokens=96,
+        **kwargs,
+    )
+
+
 @pytest.mark.parametrize(("train_embedder", "train_generator"), [(1, 1), (0, 1), (1, 0)])
 def test_joint_gradients_reach_exactly_the_trained_sides(
     joint_parts, minilm_spec, smollm_dir, train_embedder, train_generator
 ):
     from ragtune.training.generator import load_for_training
-    from ragtune.training.joint import joint_loss
 
     _, questions, retriever = joint_parts
     embedder = models.load_embedder(minilm_spec, device="cpu")
@@ -241,18 +258,10 @@ def test_joint_gradients_reach_exactly_the_trained_sides(
     for loss in ("rag_sequence", "rag_token"):
         embedder.zero_grad(set_to_none=True)
         generator.zero_grad(set_to_none=True)
-        value = joint_loss(
-            questions[:1],
-            embedder=embedder,
-            generator=generator,
-            tokenizer=tok,
-            retriever=retriever,
-            loss=loss,
-            scale=20.0,
-            max_prompt_tokens=96,
-            train_embedder=bool(train_embedder),
-            train_generator=bool(train_generator),
-        )
+        value = _joint_loss(
+            questions[:1], retriever, embedder, generator, tok,
+            loss=loss, train_embedder=bool(train_embedder), train_generator=bool(train_generator),
+        )  # fmt: skip
         value.backward()
         lora = [p for n, p in generator.named_parameters() if "lora_" in n]
         assert (_grads(embedder.parameters()) > 0) == bool(train_embedder), loss
@@ -266,25 +275,12 @@ def test_a_bf16_generator_base_trains_jointly(joint_parts, minilm_spec, tmp_path
     a CPU without native bf16."""
     from ragtune import toy
     from ragtune.training.generator import load_for_training
-    from ragtune.training.joint import joint_loss
 
     _, questions, retriever = joint_parts
     embedder = models.load_embedder(minilm_spec, device="cpu")
     folder = toy.save_llama(tmp_path / "toy")
     generator, tok = load_for_training(str(folder), "none", dtype="bfloat16")
-    value = joint_loss(
-        questions[:1],
-        embedder=embedder,
-        generator=generator,
-        tokenizer=tok,
-        retriever=retriever,
-        loss="rag_token",
-        scale=20.0,
-        max_prompt_tokens=96,
-        train_embedder=True,
-        train_generator=True,
-        rows_per_forward=1,
-    )
+    value = _joint_loss(questions[:1], retriever, embedder, generator, tok, rows_per_forward=1)
     value.backward()
     assert torch.isfinite(value) and value.dtype == torch.float32
     lora = [p for n, p in generator.named_parameters() if "lora_" in n]
@@ -297,7 +293,6 @@ def test_joint_training_lowers_its_loss(joint_parts, minilm_spec, smollm_dir, tm
     """Eight RAG-Token steps on one question, both models learning: the loss falls."""
     from ragtune.training import loop
     from ragtune.training.generator import load_for_training
-    from ragtune.training.joint import joint_loss
 
     _, questions, retriever = joint_parts
     embedder = models.load_embedder(minilm_spec, device="cpu")
@@ -305,18 +300,7 @@ def test_joint_training_lowers_its_loss(joint_parts, minilm_spec, smollm_dir, tm
     lora = [p for p in generator.parameters() if p.requires_grad]
     history = loop.train(
         [questions[:1]] * 8,
-        lambda batch: joint_loss(
-            batch,
-            embedder=embedder,
-            generator=generator,
-            tokenizer=tok,
-            retriever=retriever,
-            loss="rag_token",
-            scale=20.0,
-            max_prompt_tokens=96,
-            train_embedder=True,
-            train_generator=True,
-        ),
+        lambda batch: _joint_loss(batch, retriever, embedder, generator, tok),
         [{"params": lora, "lr": 2e-3}, {"params": list(embedder.parameters()), "lr": 1e-5}],
         tmp_path,
         loop.LoopConfig(checkpoint_every=10**6, seed=0),
