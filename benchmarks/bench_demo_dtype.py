@@ -103,8 +103,13 @@ def compare_predictions(base: Path, other: Path) -> dict:
         ref = base / path.relative_to(other)
         if not ref.exists() or path.stat().st_ino == ref.stat().st_ino:
             continue  # not evaluated in both, or not re-run (still the original's file)
+        dtype = read_json(path.parent / "metrics.json").get("dtype", "bfloat16")  # older: unset
+        if dtype != "bfloat16":
+            raise ValueError(f"{path.parent}: evaluated in {dtype}, not bfloat16; re-run it")
         a = {r["id"]: r for r in read_jsonl(ref)}
         b = {r["id"]: r for r in read_jsonl(path)}
+        if a.keys() != b.keys():
+            raise ValueError(f"{path} answers other questions than {ref}")
         n_same = sum(a[q]["prediction"] == b[q]["prediction"] for q in a)
         same, total = same + n_same, total + len(a)
         key = str(path.parent.relative_to(other))
@@ -113,6 +118,8 @@ def compare_predictions(base: Path, other: Path) -> dict:
             "em": [_mean(a, "em"), _mean(b, "em")],
             "f1": [_mean(a, "f1"), _mean(b, "f1")],
         }
+    if not runs:
+        raise ValueError(f"{other} holds no evaluation re-run from {base}: nothing to compare")
     return {"evaluations": len(runs), "same_answers": same, "answers": total, "runs": runs}
 
 
