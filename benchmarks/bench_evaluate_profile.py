@@ -10,7 +10,10 @@ chunks are (128).
   length-sorted batches (less padding, twice the decode steps);
 - ``op_share``: the torch profiler's share of CPU time of the top operators over one whole
   batch, and ``padded_tokens`` against ``prompt_tokens``: what left padding adds to the
-  prompt pass.
+  prompt pass;
+- ``prefill_gflops_per_s``: the prompt pass's rate, counting 2 FLOPs per weight of the
+  decoder's matrices (embeddings and LM head left out, attention scores too, so a lower
+  bound) per padded token: set it against ``bench_cpu_dtype``'s float32 matmul rate.
 
     python -m benchmarks.bench_evaluate_profile [--prompts 10] [--max-new-tokens 12]
         [--chunk-tokens 128]
@@ -59,6 +62,11 @@ def main(argv=None) -> dict:
             early_stop=early_stop, progress=False,
         )  # fmt: skip
 
+    weights = sum(
+        p.numel()
+        for name, p in model.named_parameters()
+        if p.dim() == 2 and "embed" not in name and "lm_head" not in name
+    )
     run(n, 1)  # warm-up
     answers, generate_s = timed(run, n, args.max_new_tokens)
     _, prefill_s = timed(run, n, 1, False)
@@ -80,6 +88,8 @@ def main(argv=None) -> dict:
             "generate_s": round(generate_s, 2),
             "prefill_s": round(prefill_s, 2),
             "prefill_share": round(prefill_s / generate_s, 3),
+            "decoder_matrix_weights": weights,
+            "prefill_gflops_per_s": round(2 * weights * max(lengths) * n / prefill_s / 1e9, 1),
             "two_batches_of_5_s": round(halves_s, 2),
             "two_batches_over_one": round(halves_s / generate_s, 3),
             "same_answers": halves == answers,
