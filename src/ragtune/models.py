@@ -209,8 +209,8 @@ def _load_with_adapter(adapter: str, dtype: str, lora_base: str = "auto"):
     only where the base computes in float32. In a 16-bit dtype (bfloat16 keeps 8 bits of
     mantissa) a merged weight W + dW is rounded to W's own precision, and a LoRA delta is mostly
     smaller than that: for the demo's adapters 51-75% of the delta's elements round away
-    entirely (``benchmarks/bench_demo_dtype.py``). There the adapter stays unmerged: its product is added to the base layer's output, where it
-    survives.
+    entirely (``benchmarks/bench_demo_dtype.py``). There the adapter stays unmerged: its
+    product is added to the base layer's output, where it survives.
     """
     import torch
     from peft import PeftConfig, PeftModel
