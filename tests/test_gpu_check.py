@@ -20,13 +20,14 @@ def test_on_a_cpu_host_it_runs_what_it_can_and_skips_the_cuda_paths():
         "GPU and torch build": "SKIPPED",
         "bf16 / fp16 choice": "SKIPPED",
         "QLoRA NF4 step, checkpointing": "PASS",
+        "QLoRA adapter, dequantized base": "PASS",
         "joint RAG-Token step": "PASS",
         "cached MNRL = MNRL, dropout on": "PASS",
         "faiss GPU IVF-PQ build": "SKIPPED",
         "batched generation": "PASS",
         "NCCL all-reduce, 2 ranks": "SKIPPED",
     }
-    assert out.stdout.splitlines()[-1] == "OK: 0 of 8 paths failed"
+    assert out.stdout.splitlines()[-1] == "OK: 0 of 9 paths failed"
 
 
 def test_any_failed_path_fails_the_check_and_the_others_still_run():
@@ -43,3 +44,17 @@ def test_any_failed_path_fails_the_check_and_the_others_still_run():
     assert lines[0].startswith("FAIL") and "AssertionError: gradients differ" in lines[0]
     assert lines[1].startswith("SKIPPED") and lines[2].startswith("PASS")
     assert lines[-1] == "FAIL: 1 of 3 paths failed"
+
+
+def test_the_adapter_check_sees_an_unmerged_adapter_in_bf16(tmp_path, monkeypatch):
+    """What the check finds on a GPU, where ``auto`` is bf16: the dequantized base keeps the
+    adapter unmerged, and answers as the 4-bit base does (bf16 compute on CPU stands in)."""
+    import torch
+
+    from ragtune import runtime
+
+    resolve = runtime.resolve_dtype
+    monkeypatch.setattr(
+        runtime, "resolve_dtype", lambda name: torch.bfloat16 if name == "auto" else resolve(name)
+    )
+    assert gpu_check.check_adapter_bases(tmp_path).startswith("bfloat16 base, adapter unmerged")

@@ -114,6 +114,43 @@ def check_qlora(workdir: Path) -> str:
     return f"{quantized} NF4 layers on {device}, loss {losses[0]:.3f} -> {losses[-1]:.3f}"
 
 
+def check_adapter_bases(workdir: Path) -> str:
+    """A QLoRA adapter evaluated on its dequantized base (``generation.lora_base:
+    dequantized``) answers as on the 4-bit base it trained on, and stays unmerged in a 16-bit
+    dtype (merged into bf16 weights, most of a LoRA delta rounds away)."""
+    from peft import PeftModel
+
+    from ragtune.models import load_generator
+    from ragtune.training.generator import load_for_training, save_adapter
+
+    adapter = workdir / "qlora-adapter"
+    model, tok = load_for_training(str(_toy_generator(workdir)), "4bit", 0.0, seed=0)
+    with torch.no_grad():  # a trained adapter: B is no longer zero
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    save_adapter(model, tok, adapter)
+    ids = torch.tensor([tok("Paris is the capital of France.")["input_ids"]])
+    logits, dequantized = {}, None
+    for base in ("as_trained", "dequantized"):
+        loaded, _ = load_generator(str(adapter), "auto", lora_base=base)
+        with torch.no_grad():
+            logits[base] = loaded(input_ids=ids.to(loaded.device)).logits.float().cpu()
+        dequantized = loaded
+    dtype = dequantized.dtype
+    unmerged = isinstance(dequantized, PeftModel)
+    if unmerged != (dtype != torch.float32):
+        raise AssertionError(f"adapter {'un' if unmerged else ''}merged in {dtype}")
+    diff = float((logits["as_trained"] - logits["dequantized"]).abs().max())
+    scale = float(logits["as_trained"].abs().max())
+    if not diff <= 0.05 * scale:
+        raise AssertionError(f"logits differ by {diff:.3g} (largest logit {scale:.3g})")
+    return (
+        f"{str(dtype).removeprefix('torch.')} base, adapter {'un' if unmerged else ''}merged, "
+        f"logits within {diff:.2g} of the 4-bit base's, on {dequantized.device}"
+    )
+
+
 def _retriever(workdir: Path, embedder, k: int = 3):
     import faiss
 
@@ -310,6 +347,7 @@ def checks(workdir: Path) -> list[tuple[str, Callable[[], str]]]:
         ("GPU and torch build", check_device),
         ("bf16 / fp16 choice", check_dtype),
         ("QLoRA NF4 step, checkpointing", lambda: check_qlora(workdir)),
+        ("QLoRA adapter, dequantized base", lambda: check_adapter_bases(workdir)),
         ("joint RAG-Token step", lambda: check_joint(workdir)),
         ("cached MNRL = MNRL, dropout on", check_cached_mnrl),
         ("faiss GPU IVF-PQ build", lambda: check_faiss_gpu(workdir)),
