@@ -1,10 +1,13 @@
 """Evaluation runs a QLoRA adapter on the base it trained on: a 4-bit NF4 base (CPU bitsandbytes
-with float32 compute stands in for CUDA), on a tiny random Llama."""
+with float32 compute stands in for CUDA), on a tiny random Llama.
+
+bitsandbytes has two CPU kernels for a 4-bit forward (``ragtune.models.bnb_cpu_kernel``); the
+tests hold with either forced through ``RAGTUNE_BNB_CPU_KERNEL``, each to its own tolerance."""
 
 import pytest
 import torch
 
-from ragtune import toy
+from ragtune import models, toy
 from ragtune.models import load_generator, trained_base
 from ragtune.training.generator import load_for_training, save_adapter
 
@@ -45,11 +48,23 @@ def test_by_default_evaluation_runs_the_training_forward(nf4_adapter):
     torch.testing.assert_close(_logits(model, ids), trained)
 
 
+def _kernel_tolerance(reference: torch.Tensor) -> dict:
+    """How far a 4-bit forward may lie from the same weights dequantized to float32.
+
+    The generic kernel dequantizes and multiplies in float32: only summation order differs.
+    The fused AVX512-BF16 kernel rounds activations and block scales to bfloat16 (8 significant
+    bits, a relative error of at most 2**-8 each) before a float32 accumulation, so its error
+    scales with the outputs: at most bf16's epsilon (2**-7) of the largest logit."""
+    if models.bnb_cpu_kernel(torch.float32) == "packed_bf16":
+        return {"atol": 2**-7 * reference.abs().max().item(), "rtol": 0.0}
+    return {"atol": 1e-4, "rtol": 1e-4}
+
+
 def test_dequantized_and_full_bases(nf4_adapter):
     adapter, ids, trained = nf4_adapter
     dequantized, _ = load_generator(str(adapter), "float32", lora_base="dequantized")
     assert not any("4bit" in type(m).__name__ for m in dequantized.modules())
-    torch.testing.assert_close(_logits(dequantized, ids), trained, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(_logits(dequantized, ids), trained, **_kernel_tolerance(trained))
     # The original weights, not the NF4 ones the adapter trained on: a different model.
     full, _ = load_generator(str(adapter), "float32", lora_base="full")
     assert (_logits(full, ids) - trained).abs().max() > 1e-3
@@ -88,3 +103,40 @@ def test_a_16_bit_base_keeps_a_small_adapter_unmerged(tmp_path):
         if a.dim() == 2 and a.shape[0] != len(tok)
     ]
     assert max(kept) < 0.5, kept
+
+
+def _has_packed_kernel() -> bool:
+    return models._bnb_has_avx512bf16()
+
+
+@pytest.mark.parametrize("kernel", ["dequantize", "packed_bf16"])
+def test_each_cpu_kernel_stays_within_its_tolerance(nf4_adapter, monkeypatch, kernel):
+    """Both kernels forced in one run, whatever ``RAGTUNE_BNB_CPU_KERNEL`` says outside."""
+    if kernel == "packed_bf16" and not _has_packed_kernel():
+        pytest.skip("this CPU has no AVX512-BF16: bitsandbytes has no fused 4-bit kernel here")
+    monkeypatch.setenv(models.BNB_CPU_KERNEL_ENV, kernel)
+    adapter, ids, _ = nf4_adapter
+    four_bit, _ = load_generator(str(adapter), "float32")
+    flags = {m.support_avx512bf16_for_cpu for m in four_bit.modules() if hasattr(m, "quant_state")}
+    assert flags == {kernel == "packed_bf16"}
+    dequantized, _ = load_generator(str(adapter), "float32", lora_base="dequantized")
+    reference = _logits(dequantized, ids)
+    got = _logits(four_bit, ids)
+    torch.testing.assert_close(got, reference, **_kernel_tolerance(reference))
+    if kernel == "packed_bf16":  # the check can fail: the fused kernel really is bf16
+        assert (got - reference).abs().max() > 1e-5
+
+
+def test_float32_stays_off_the_bf16_kernel_by_default(monkeypatch):
+    monkeypatch.delenv(models.BNB_CPU_KERNEL_ENV, raising=False)
+    monkeypatch.setattr(models, "_bnb_has_avx512bf16", lambda: True)
+    assert models.bnb_cpu_kernel(torch.float32) == "dequantize"
+    assert models.bnb_cpu_kernel(torch.bfloat16) == "packed_bf16"
+    monkeypatch.setattr(models, "_bnb_has_avx512bf16", lambda: False)
+    assert models.bnb_cpu_kernel(torch.bfloat16) == "dequantize"
+    monkeypatch.setenv(models.BNB_CPU_KERNEL_ENV, "packed_bf16")
+    with pytest.raises(RuntimeError, match="no AVX512-BF16"):
+        models.bnb_cpu_kernel(torch.float32)
+    monkeypatch.setenv(models.BNB_CPU_KERNEL_ENV, "fast")
+    with pytest.raises(ValueError, match="RAGTUNE_BNB_CPU_KERNEL='fast'"):
+        models.bnb_cpu_kernel(torch.float32)

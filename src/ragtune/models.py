@@ -167,8 +167,64 @@ def load_generator(path: str, dtype: str, lora_base: str = "auto", quantize: str
     model = AutoModelForCausalLM.from_pretrained(resolved.location, dtype=compute, **kwargs)
     if quantize != "nf4":
         model = model.to(runtime.device())
+    else:
+        pin_bnb_cpu_kernel(model, compute)
     model.eval()
     return model, tokenizer
+
+
+# ---- bitsandbytes' CPU kernels for a 4-bit layer -------------------------------------------
+# On a CPU with AVX512-BF16, bitsandbytes' Linear4bit switches an *inference* forward (eval
+# mode, no input gradient) to a fused kernel on a repacked weight that casts the activations
+# and the block scales to bfloat16, whatever the compute dtype says (bitsandbytes 0.50,
+# backends/cpu/ops.py, gemv_4bit). Training never takes it. So on such a CPU a float32 4-bit
+# model evaluated in bf16 while the same adapter trained in float32, and the numbers moved with
+# the host (logits up to 1.3e-3 apart on a toy model): the bf16 drift issue 22 kept out of
+# every default. ``RAGTUNE_BNB_CPU_KERNEL`` forces one path, for tests and benchmarks.
+BNB_CPU_KERNELS = ("auto", "dequantize", "packed_bf16")
+BNB_CPU_KERNEL_ENV = "RAGTUNE_BNB_CPU_KERNEL"
+
+
+def bnb_cpu_kernel(compute_dtype) -> str:
+    """The CPU kernel a 4-bit layer computing in ``compute_dtype`` should use here:
+    ``dequantize`` (bitsandbytes' generic path: dequantize to the compute dtype, then a plain
+    matmul, as in training) or ``packed_bf16`` (the fused AVX512-BF16 kernel). ``auto`` keeps
+    float32 in float32 and lets bf16 use the fused kernel where the CPU has it."""
+    import os
+
+    import torch
+
+    kernel = os.environ.get(BNB_CPU_KERNEL_ENV, "auto")
+    if kernel not in BNB_CPU_KERNELS:
+        raise ValueError(
+            f"{BNB_CPU_KERNEL_ENV}={kernel!r}: must be one of {', '.join(BNB_CPU_KERNELS)}"
+        )
+    has_packed = _bnb_has_avx512bf16()
+    if kernel == "packed_bf16" and not has_packed:
+        raise RuntimeError(
+            f"{BNB_CPU_KERNEL_ENV}=packed_bf16: this CPU has no AVX512-BF16, so bitsandbytes "
+            "has no fused 4-bit CPU kernel here; unset the variable or use 'dequantize'"
+        )
+    if kernel == "auto":
+        return "packed_bf16" if has_packed and compute_dtype == torch.bfloat16 else "dequantize"
+    return kernel
+
+
+def _bnb_has_avx512bf16() -> bool:
+    from bitsandbytes.functional import has_avx512bf16
+
+    return bool(has_avx512bf16())
+
+
+def pin_bnb_cpu_kernel(model, compute_dtype) -> str:
+    """Make every 4-bit layer of ``model`` take :func:`bnb_cpu_kernel`'s path on CPU (a
+    no-op for its CUDA forward); returns the kernel's name."""
+    kernel = bnb_cpu_kernel(compute_dtype)
+    for module in model.modules():
+        # Linear4bit reads this flag at every forward to decide whether to repack.
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = kernel == "packed_bf16"
+    return kernel
 
 
 def trained_base(adapter: str) -> dict:

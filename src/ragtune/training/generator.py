@@ -174,6 +174,7 @@ def load_for_training(
     checkpointing = use_checkpointing(gradient_checkpointing)
     non_reentrant = {"use_reentrant": False}
     if four_bit:
+        models.pin_bnb_cpu_kernel(model, compute)
         model = prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=checkpointing,
