@@ -23,7 +23,7 @@ def test_on_a_cpu_host_it_runs_what_it_can_and_skips_the_cuda_paths():
         "QLoRA adapter, dequantized base": "PASS",
         "joint RAG-Token step": "PASS",
         "cached MNRL = MNRL, dropout on": "PASS",
-        "faiss GPU IVF-PQ build": "SKIPPED",
+        "faiss GPU OPQ+IVF-PQ build": "SKIPPED",
         "batched generation": "PASS",
         "NCCL all-reduce, 2 ranks": "SKIPPED",
     }
@@ -58,3 +58,54 @@ def test_the_adapter_check_sees_an_unmerged_adapter_in_bf16(tmp_path, monkeypatc
         runtime, "resolve_dtype", lambda name: torch.bfloat16 if name == "auto" else resolve(name)
     )
     assert gpu_check.check_adapter_bases(tmp_path).startswith("bfloat16 base, adapter unmerged")
+
+
+def _faiss_with_a_gpu(monkeypatch, transfer):
+    """faiss-cpu dressed as a faiss-gpu build that sees one GPU, with ``transfer`` as its
+    cpu-to-GPU copy."""
+    import faiss
+
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1, raising=False)
+    monkeypatch.setattr(
+        faiss, "GpuMultipleClonerOptions", lambda: type("O", (), {})(), raising=False
+    )
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", transfer, raising=False)
+    monkeypatch.setattr(faiss, "index_gpu_to_cpu", lambda index: index, raising=False)
+
+
+def test_the_faiss_path_fails_when_the_index_stays_on_the_cpu(tmp_path, monkeypatch):
+    def transfer(index, options):
+        raise RuntimeError("Error: 'ngpus > 0' failed: no GPU implementation")
+
+    _faiss_with_a_gpu(monkeypatch, transfer)
+    out = io.StringIO()
+    status = gpu_check.run([("faiss", lambda: gpu_check.check_faiss_gpu(tmp_path))], out=out)
+    assert status == 1, out.getvalue()
+    assert "FaissGpuError" in out.getvalue() and "could not move it to the GPU" in out.getvalue()
+
+
+def test_the_faiss_path_passes_only_through_the_gpu_transfer(tmp_path, monkeypatch):
+    """The same check passes when the transfer works (here it hands the CPU index back), and
+    it went through the transfer for the build and for the search. (A pre-transform that trains
+    in a second stands in for OPQ, whose k-means takes a minute on 2 cores.)"""
+    moved = []
+
+    def transfer(index, options):
+        moved.append(type(index).__name__)
+        return index
+
+    _faiss_with_a_gpu(monkeypatch, transfer)
+    detail = gpu_check.check_faiss_gpu(tmp_path, n=5000, factory="PCA32,IVF16,Flat")
+    assert detail.startswith("PCA32,IVF16,Flat trained and searched on the GPU"), detail
+    assert moved == ["IndexPreTransform", "IndexPreTransform"]
+
+
+def test_a_gpu_with_a_cpu_only_faiss_fails_the_check(tmp_path, monkeypatch):
+    import faiss
+    import torch
+
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    out = io.StringIO()
+    assert gpu_check.run([("faiss", lambda: gpu_check.check_faiss_gpu(tmp_path))], out=out) == 1
+    assert "has no GPU support" in out.getvalue()

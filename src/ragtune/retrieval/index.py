@@ -40,12 +40,19 @@ def faiss_build() -> dict:
     }
 
 
-def to_gpus(index: faiss.Index, factory: str) -> tuple[faiss.Index, bool]:
+class FaissGpuError(RuntimeError):
+    """An index that had to be on the GPU stayed on the CPU."""
+
+
+def to_gpus(
+    index: faiss.Index, factory: str, *, required: bool = False
+) -> tuple[faiss.Index, bool]:
     """The index on every visible GPU when faiss has GPU support, else the index unchanged.
 
     Returns (index, on_gpu). Not every index type has a GPU implementation (4-bit fast-scan PQ
-    and HNSW have none); those are built on the CPU, with a log line that says so. Float16
-    lookup tables let GPU IVF-PQ use more than 48 sub-quantizers (paper.yaml's PQ64).
+    and HNSW have none); those are built on the CPU, with a log line that says so, unless
+    ``required`` (``make gpu-check``), where staying on the CPU raises :class:`FaissGpuError`.
+    Float16 lookup tables let GPU IVF-PQ use more than 48 sub-quantizers (paper.yaml's PQ64).
     """
     build = faiss_build()
     log.info(
@@ -55,6 +62,11 @@ def to_gpus(index: faiss.Index, factory: str) -> tuple[faiss.Index, bool]:
         build["faiss_gpus"],
     )
     if build["faiss_gpus"] == 0:
+        if required:
+            raise FaissGpuError(
+                f"{factory}: faiss ({build['faiss_package']}) sees no GPU; "
+                "`make install DEVICE=gpu` installs faiss-gpu"
+            )
         log.info("building %s on the CPU (faiss-gpu: `make install DEVICE=gpu`)", factory)
         return index, False
     options = faiss.GpuMultipleClonerOptions()
@@ -62,6 +74,8 @@ def to_gpus(index: faiss.Index, factory: str) -> tuple[faiss.Index, bool]:
     try:
         gpu_index = faiss.index_cpu_to_all_gpus(index, options)
     except RuntimeError as err:
+        if required:
+            raise FaissGpuError(f"{factory}: faiss could not move it to the GPU: {err}") from err
         log.info("%s has no GPU implementation (%s): building it on the CPU", factory, err)
         return index, False
     log.info("building %s on %d GPU(s)", factory, faiss.get_num_gpus())
@@ -75,12 +89,16 @@ def build(
     train_size: int,
     add_batch_size: int,
     seed: int = 0,
+    require_gpu: bool = False,
 ) -> faiss.Index:
     """An inner-product index from a faiss ``index_factory`` string, trained on a sample and
-    filled batch by batch, on the GPUs where faiss-gpu is installed. Returns a CPU index (what
-    ``faiss.write_index`` serialises and every rule searches)."""
+    filled batch by batch, on the GPUs where faiss-gpu is installed (``require_gpu``: there or
+    not at all). Returns a CPU index (what ``faiss.write_index`` serialises and every rule
+    searches)."""
     index, on_gpu = to_gpus(
-        faiss.index_factory(store.dim, factory, faiss.METRIC_INNER_PRODUCT), factory
+        faiss.index_factory(store.dim, factory, faiss.METRIC_INNER_PRODUCT),
+        factory,
+        required=require_gpu,
     )
     if not index.is_trained:
         n = min(train_size, len(store))
