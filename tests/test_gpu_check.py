@@ -10,8 +10,13 @@ from ragtune.gpu_check import Skipped
 
 
 def test_on_a_cpu_host_it_runs_what_it_can_and_skips_the_cuda_paths():
+    """Snakemake made unimportable: a GPU node may have only the libraries."""
+    no_snakemake = (
+        "import sys, runpy; sys.modules['snakemake'] = None; "
+        "runpy.run_module('ragtune.gpu_check', run_name='__main__')"
+    )
     out = subprocess.run(
-        [sys.executable, "-m", "ragtune.gpu_check"],
+        [sys.executable, "-c", no_snakemake],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
@@ -109,3 +114,17 @@ def test_a_gpu_with_a_cpu_only_faiss_fails_the_check(tmp_path, monkeypatch):
     out = io.StringIO()
     assert gpu_check.run([("faiss", lambda: gpu_check.check_faiss_gpu(tmp_path))], out=out) == 1
     assert "has no GPU support" in out.getvalue()
+
+
+def test_without_the_packaged_embedder_a_random_one_of_its_shape_stands_in(tmp_path, monkeypatch):
+    from ragtune import models
+
+    def not_installed(dist_name):
+        raise models.ModelSpecError(f"package:{dist_name}: not installed")
+
+    monkeypatch.setattr(models, "package_root", not_installed)
+    spec = gpu_check._embedder_spec(tmp_path)
+    assert spec == str(tmp_path / "minilm")
+    embedder = models.load_embedder(spec, device="cpu")
+    assert embedder.get_embedding_dimension() == 384
+    assert "gradients agree" in gpu_check.check_cached_mnrl(tmp_path)

@@ -78,3 +78,34 @@ def save_llama(folder, seed: int = 0, **overrides):
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def save_minilm(folder, seed: int = 0):
+    """A random-weight embedder of all-MiniLM-L6-v2's shape (BERT, 6 layers, hidden 384, mean
+    pooling, normalised), as a sentence-transformers folder: what ``make gpu-check`` uses where
+    the packaged MiniLM is not installed. Its tokenizer is the toy BPE (a smaller vocabulary
+    than the real 30,522 rows, which only leaves rows unused). Returns the folder."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel
+
+    tok = tokenizer(add_bos=False)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+    )
+    bert = folder / "bert" if hasattr(folder, "joinpath") else f"{folder}/bert"
+    BertModel(config).save_pretrained(bert)
+    tok.save_pretrained(bert)
+    encoder = models.Transformer(str(bert), max_seq_length=256)
+    model = SentenceTransformer(
+        modules=[encoder, models.Pooling(384, pooling_mode="mean"), models.Normalize()]
+    )
+    model.save(str(folder))
+    return folder
