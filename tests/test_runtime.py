@@ -29,7 +29,7 @@ def test_a_claimed_gpu_that_torch_cannot_see_fails_naming_driver_and_fix(fake_cu
         runtime.check_cuda_usable(["3"])
     message = str(err.value)
     assert "GPU(s) 3" in message and "driver 535.104" in message and "CUDA 13.0" in message
-    assert "TORCH_INDEX=" in message
+    assert "`make install DEVICE=gpu TORCH_INDEX=" in message  # pasted, it keeps faiss-gpu
 
 
 def test_a_cpu_only_torch_build_with_a_claimed_gpu_fails(monkeypatch):

@@ -12,11 +12,12 @@ import torch
 
 log = logging.getLogger(__name__)
 
-# Where a GPU user gets a torch build for their driver (README, "GPUs").
+# Where a GPU user gets a torch build for their driver (docs/gpu.md). The command works when
+# pasted: DEVICE=gpu keeps faiss-gpu, and a new TORCH_INDEX reinstalls torch from it.
 TORCH_FIX = (
     "install the torch build that matches your driver, e.g. "
-    "`make install TORCH_INDEX=https://download.pytorch.org/whl/cu128` (CUDA 12.8 drivers) "
-    "or upgrade the NVIDIA driver; README.md, section 'GPUs', says how to pick"
+    "`make install DEVICE=gpu TORCH_INDEX=https://download.pytorch.org/whl/cu128` (CUDA 12.8 "
+    "drivers), or upgrade the NVIDIA driver; docs/gpu.md, 'A bare GPU box', says how to pick"
 )
 
 
