@@ -37,3 +37,19 @@ def test_a_failed_write_leaves_nothing(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_files_inside_a_folder_output_follow_the_umask_too(tmp_path, umask):
+    """safetensors writes its weights owner-only: a colleague could read every output of a
+    run but its models."""
+    import torch
+    from safetensors.torch import save_file
+
+    with atomic_path(tmp_path / "adapter", is_dir=True) as tmp:
+        save_file({"w": torch.zeros(2)}, tmp / "adapter_model.safetensors")
+        (tmp / "sub").mkdir(mode=0o700)
+        (tmp / "sub" / "x.json").write_text("{}")
+        os.chmod(tmp / "sub" / "x.json", 0o600)
+    assert _mode(tmp_path / "adapter" / "adapter_model.safetensors") == 0o644
+    assert _mode(tmp_path / "adapter" / "sub") == 0o755
+    assert _mode(tmp_path / "adapter" / "sub" / "x.json") == 0o644

@@ -70,6 +70,7 @@ def check_keys(config: dict[str, Any], schema_path: str | Path) -> None:
 
 def check(config: dict[str, Any]) -> None:
     problems: list[str] = []
+    problems += _check_names(config)
     problems += _check_pipelines(config)
     problems += _check_models(config)
     problems += _check_corpus(config)
@@ -77,6 +78,25 @@ def check(config: dict[str, Any]) -> None:
         problems += _check_dataset(name, dataset)
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+
+
+def _check_names(config) -> list[str]:
+    """Names become folders: one that is a folder of the results layout itself would write
+    into it (the schema already keeps every name a single, non-hidden path component)."""
+    from ragtune.plan import Layout
+
+    out = []
+    for section, reserved, where in (
+        ("datasets", Layout.RESULTS_FOLDERS, "results/<dataset>"),
+        ("pipelines", Layout.DATASET_FOLDERS, "results/<dataset>/<pipeline>"),
+    ):
+        for name in config[section]:
+            if name in reserved:
+                out.append(
+                    f"{section}.{name}: '{name}' is a folder ragtune itself writes where "
+                    f"{where} goes ({', '.join(reserved)}); rename it"
+                )
+    return out
 
 
 def _check_pipelines(config) -> list[str]:

@@ -23,6 +23,28 @@ def _umask() -> int:
     return mask
 
 
+def _owned(final: Path) -> Path:
+    """``final`` itself, when it names one entry inside its folder: the only path an atomic
+    write may replace (and, for a folder, remove first). A path through '..' or ending in '.'
+    would name a folder above, such as the whole results folder."""
+    if final.name in ("", ".", "..") or ".." in final.parts:
+        raise ValueError(
+            f"refusing to write {final}: it resolves to {final.resolve()}, not to an entry of "
+            f"its folder {final.parent}; a name in the config ('..'?) made this path"
+        )
+    return final
+
+
+def _plain_modes(path: Path) -> None:
+    """The modes a plain ``open`` / ``mkdir`` gives under the umask, on ``path`` and, for a
+    folder, on everything in it: some writers (safetensors) leave their files owner-only."""
+    mask = _umask()
+    entries = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for entry in entries:
+        if not entry.is_symlink():
+            os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
@@ -30,7 +52,7 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
     The temporary file or folder is made owner-only (``mkstemp`` / ``mkdtemp``); before the
     rename it gets the mode a plain ``open`` or ``mkdir`` would have given it under the umask,
     so that colleagues on a shared cluster can read ``results/`` as they read any other file."""
-    final = Path(path)
+    final = _owned(Path(path))
     final.parent.mkdir(parents=True, exist_ok=True)
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
@@ -41,7 +63,7 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
     try:
         yield tmp
         if tmp.exists():
-            os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~_umask())
+            _plain_modes(tmp)
         if is_dir and final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

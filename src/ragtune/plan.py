@@ -128,6 +128,11 @@ LR_RE = r"[0-9.e+-]+(_s\d+)?"
 class Layout:
     """Where every output lives under the results folder."""
 
+    # Folders of the layout itself, which a dataset (results/<dataset>/) or a pipeline
+    # (results/<dataset>/<pipeline>/) of the same name would write into.
+    RESULTS_FOLDERS = ("benchmarks", "corpus", "figures", "logs", "models", "report", "tables")
+    DATASET_FOLDERS = ("models", "qa", "retrieval")
+
     def __init__(self, results: str, corpus: str):
         self.results, self.corpus = results, corpus
 
