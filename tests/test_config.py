@@ -1,5 +1,7 @@
 """A bad config fails at parse time, before any job, and says which key and how to fix it."""
 
+import json
+
 import pytest
 
 from helpers import REPO, snakemake, tiny_config, write_config
@@ -199,3 +201,95 @@ def test_k_above_a_built_index_fails_the_plan(cfg, tmp_path):
     assert "holds only 1375 chunks" in out.text
     cfg["retrieval"]["k"] = 5
     assert _dry_run(cfg, tmp_path).returncode == 0
+
+
+def _checked(cfg):
+    """The planning-time checks in this process: the schema's defaults, then config.check."""
+    from snakemake.utils import validate
+
+    from ragtune import config
+
+    validate(cfg, str(REPO / "config/schema.yaml"))
+    config.check(cfg)
+
+
+def test_a_repeated_question_id_is_refused_with_its_rows(cfg, tmp_path, mirror):
+    """The probe's case: the same question twice in one file, which the carve put in train and
+    in test."""
+    from ragtune.config import ConfigError
+
+    rows = _mirror_rows(mirror)
+    rows[7]["id"] = rows[2]["id"]
+    path = _write_jsonl(tmp_path / "p.jsonl", rows)
+    cfg["datasets"]["popqa"]["source"]["files"]["test"] = path
+    with pytest.raises(ConfigError) as err:
+        _checked(cfg)
+    assert "datasets.popqa.source.files.test" in str(err.value)
+    assert f"id '{rows[2]['id']}' is on rows 3, 8: ids must be unique" in str(err.value)
+
+
+def test_a_question_in_two_source_files_is_refused(cfg, tmp_path, mirror):
+    import gzip
+    import json
+
+    from ragtune.config import ConfigError
+
+    files = cfg["datasets"]["hotpotqa"]["source"]["files"]
+    with gzip.open(files["train"], "rt") as fh:
+        train = [json.loads(line) for line in fh]
+    with gzip.open(files["validation"], "rt") as fh:
+        validation = [json.loads(line) for line in fh]
+    validation[0]["id"] = train[5]["id"]
+    files["validation"] = _write_jsonl(tmp_path / "v.jsonl", validation)
+    with pytest.raises(
+        ConfigError, match=f"1 id\\(s\\) are in both .* \\(first: {train[5]['id']}\\)"
+    ):
+        _checked(cfg)
+
+
+def test_hub_data_keeps_each_ids_first_record():
+    from ragtune.data.qa import drop_duplicate_ids
+
+    pools = {
+        "validation": [{"id": "a", "n": 3}, {"id": "c", "n": 4}],
+        "train": [{"id": "a", "n": 1}, {"id": "b", "n": 2}, {"id": "a", "n": 9}],
+    }
+    assert drop_duplicate_ids(pools) == 2
+    assert pools == {
+        "train": [{"id": "a", "n": 1}, {"id": "b", "n": 2}],
+        "validation": [{"id": "c", "n": 4}],
+    }
+
+
+def test_a_random_bytes_gz_names_the_file_and_the_key(cfg, tmp_path):
+    from ragtune.config import ConfigError
+
+    junk = tmp_path / "test.jsonl.gz"
+    junk.write_bytes(bytes(range(256)) * 8)
+    cfg["datasets"]["popqa"]["source"]["files"]["test"] = str(junk)
+    with pytest.raises(ConfigError, match=f"datasets.popqa.source.files.test: .*{junk}: corrupt"):
+        _checked(cfg)
+
+
+@pytest.mark.parametrize("row", [1, 151])
+def test_a_non_utf8_byte_names_its_own_row(cfg, tmp_path, mirror, row):
+    from ragtune.config import ConfigError
+
+    rows = _mirror_rows(mirror, 200)
+    path = tmp_path / "p.jsonl"
+    lines = [json.dumps(r).encode() for r in rows]
+    lines[row - 1] = lines[row - 1].replace(b'"question": "', b'"question": "\xff', 1)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    cfg["datasets"]["popqa"]["source"]["files"]["test"] = str(path)
+    with pytest.raises(ConfigError, match=f"{path}:{row}: not UTF-8"):
+        _checked(cfg)
+
+
+def test_an_empty_string_answer_is_refused_like_no_answer(cfg, tmp_path, mirror):
+    from ragtune.config import ConfigError
+
+    rows = _mirror_rows(mirror)
+    rows[4]["possible_answers"] = json.dumps([""])
+    cfg["datasets"]["popqa"]["source"]["files"]["test"] = _write_jsonl(tmp_path / "p.jsonl", rows)
+    with pytest.raises(ConfigError, match="row 5: 'possible_answers' is"):
+        _checked(cfg)

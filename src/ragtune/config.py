@@ -191,13 +191,17 @@ def _check_dataset(name: str, dataset) -> list[str]:
                 f"datasets.{name}.splits.{split}.from: source split '{spec['from']}' has no "
                 f"file in datasets.{name}.source.files (known: {', '.join(files)})"
             )
-    counts = {}
+    counts, ids_of = {}, {}
     for split, path in (files or {}).items():
         key = f"datasets.{name}.source.files.{split}"
         if problem := _check_file(key, path):
             out.append(problem)
             continue
-        record = first_record(path)
+        try:
+            record = first_record(path)
+        except ValueError as err:  # corrupt, not UTF-8, not JSON: it names the file and row
+            out.append(f"{key}: {err}")
+            continue
         missing = [c for c in fmt.required_columns if c not in record]
         if missing:
             out.append(
@@ -209,7 +213,7 @@ def _check_dataset(name: str, dataset) -> list[str]:
         # Every row, not only the first: a column that goes null from row 2 on would write
         # "question": null for every question and fail jobs later, far from its cause.
         try:
-            counts[split], bad = validate_file(path, FIELD_RULES[dataset["format"]])
+            counts[split], bad, ids_of[split] = validate_file(path, FIELD_RULES[dataset["format"]])
             out += _check_ids(name, dataset, split, path)
         except ValueError as err:
             out.append(f"{key}: {err}")
@@ -219,6 +223,16 @@ def _check_dataset(name: str, dataset) -> list[str]:
                 f"{key}: '{path}' has rows the workflow cannot use ({'; '.join(bad)}); fix or "
                 f"drop them (the {fmt.hub_id} schema)"
             )
+    # One question in two source files could land in two of our splits.
+    sources = sorted(ids_of)
+    for i, a in enumerate(sources):
+        for b in sources[i + 1 :]:
+            if shared := sorted(ids_of[a] & ids_of[b]):
+                out.append(
+                    f"datasets.{name}.source.files: {len(shared)} id(s) are in both {files[a]} "
+                    f"and {files[b]} (first: {', '.join(shared[:3])}); a question must be in "
+                    "one source file only"
+                )
     # Split sizes against the data, before any job runs (prepare_qa would find out after
     # convert_generator had already run).
     for source, n in counts.items():

@@ -64,12 +64,8 @@ def first_record(path: str | Path) -> dict[str, Any]:
 
         table = pq.ParquetFile(path).read_row_group(0).slice(0, 1)
         return table.to_pylist()[0] if table.num_rows else {}
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                return json.loads(line)
-    return {}
+    # Through iter_records: a corrupt file or a bad first line names the file and the row.
+    return next(iter_records(path), (0, {}))[1]
 
 
 def iter_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -90,14 +86,23 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     opener = gzip.open if path.suffix == ".gz" else open
     row = 0
     try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for row, line in enumerate(fh, 1):
+        # Bytes, decoded line by line: a text stream decodes ahead in blocks, so a bad byte
+        # would be blamed on a row many lines before its own.
+        with opener(path, "rb") as fh:
+            for row, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise ValueError(
+                        f"{path}:{row}: not UTF-8 ({err.reason} at byte {err.start} of the "
+                        "line); re-encode the file as UTF-8"
+                    ) from err
                 if line.strip():
                     try:
                         yield row, json.loads(line)
                     except json.JSONDecodeError as err:
                         raise ValueError(f"{path}:{row}: not valid JSON ({err.msg})") from err
-    except (gzip.BadGzipFile, EOFError, zlib.error, UnicodeDecodeError) as err:
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise ValueError(
             f"{path}: corrupt or truncated after row {row} ({type(err).__name__}: {err}); "
             "download or copy the file again"
@@ -127,7 +132,8 @@ def _answers(value) -> bool:
         answers = _json_list(value)
     except (ValueError, TypeError):
         return False
-    return bool(answers) and all(isinstance(a, str) for a in answers)
+    # [""] trains on an empty answer as surely as [] has none
+    return bool(answers) and all(isinstance(a, str) and a.strip() for a in answers)
 
 
 FIELD_RULES = {
@@ -154,14 +160,41 @@ def record_problems(rec: dict[str, Any], rules: dict) -> list[str]:
     return out
 
 
-def validate_file(path: str | Path, rules: dict, limit: int = 3) -> tuple[int, list[str]]:
-    """(records in the file, up to ``limit`` messages naming a bad row and its field)."""
+def validate_file(path: str | Path, rules: dict, limit: int = 3) -> tuple[int, list[str], set[str]]:
+    """(records in the file, up to ``limit`` messages naming a bad row and its field, the
+    file's ids). A repeated id is a bad row: the carve could put one question in train and in
+    test, and the intervals would count it twice."""
     count, problems = 0, []
+    rows_of: dict[str, list[int]] = {}
     for row, rec in iter_records(path):
         count += 1
         if len(problems) < limit and (bad := record_problems(rec, rules)):
             problems.append(f"row {row}: {'; '.join(bad)}")
-    return count, problems
+        rows_of.setdefault(str(rec.get("id")), []).append(row)
+    repeated = [(i, rows) for i, rows in rows_of.items() if len(rows) > 1]
+    for i, rows in repeated[:limit]:
+        problems.append(f"id '{i}' is on rows {', '.join(map(str, rows))}: ids must be unique")
+    if len(repeated) > limit:
+        problems.append(f"{len(repeated)} ids repeat in all")
+    return count, problems, set(rows_of)
+
+
+def drop_duplicate_ids(pools: dict[str, list[dict[str, Any]]]) -> int:
+    """Keep each id's first record, in source-split order then row order; returns how many
+    were dropped. Local files with repeated ids are refused at planning; this is the stated
+    rule for Hub data, which no one can fix at its source."""
+    seen: set[str] = set()
+    dropped = 0
+    for name in sorted(pools):
+        kept = []
+        for rec in pools[name]:
+            if str(rec["id"]) in seen:
+                dropped += 1
+                continue
+            seen.add(str(rec["id"]))
+            kept.append(rec)
+        pools[name] = kept
+    return dropped
 
 
 def normalise(records: Iterable[dict[str, Any]], fmt: str, origin: str) -> list[dict[str, Any]]:

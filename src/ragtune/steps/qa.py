@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from ragtune.data.qa import carve, normalise
+from ragtune.data.qa import carve, drop_duplicate_ids, normalise
 from ragtune.data.sources import load_split
 from ragtune.io import write_json, write_jsonl
 
@@ -22,6 +22,9 @@ def prepare_qa(dataset: dict, outputs: dict[str, str], sizes_path: str, seed: in
     for name in sorted({spec["from"] for spec in plan.values()}):
         origin = source["files"][name] if "files" in source else f"{source['hub']}:{name}"
         pools[name] = normalise(load_split(source, name), dataset["format"], origin)
+    dropped = drop_duplicate_ids(pools)
+    if dropped:
+        log.warning("%d record(s) repeat an earlier id: kept each id's first record", dropped)
     splits = carve(pools, plan, seed)
     for split, records in splits.items():
         write_jsonl(outputs[split], records)
@@ -29,6 +32,7 @@ def prepare_qa(dataset: dict, outputs: dict[str, str], sizes_path: str, seed: in
         sizes_path,
         {
             "seed": seed,
+            "duplicate_ids_dropped": dropped,
             "source_sizes": {k: len(v) for k, v in pools.items()},
             "splits": {s: {"from": plan[s]["from"], "size": len(splits[s])} for s in splits},
         },
