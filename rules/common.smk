@@ -431,7 +431,11 @@ FIGURES = ["strategies", "lr_sensitivity", "loss_curves", "paper_comparison"]
 def all_targets():
     return (
         [f"{RESULTS}/report/config.yaml"]
-        + [f"{RESULTS}/tables/{t}.csv" for t in TABLES]
+        + [
+            f"{RESULTS}/tables/{t}.{ext}"
+            for t in TABLES
+            for ext in ("csv", "md", "tex")
+        ]
         + [f"{RESULTS}/figures/{f}.png" for f in FIGURES]
     )
 
@@ -445,7 +449,6 @@ def print_summary():
         f"{RESULTS}/figures",
         REPORT,
         CONFIG_MD5,
-        f"{RESULTS}/report/config.yaml",
     )
     if text:
         print(text)

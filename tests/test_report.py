@@ -346,13 +346,33 @@ def test_report_captions_exist_for_every_output():
 
 
 def test_a_table_made_by_another_config_says_so(entries, tmp_path):
+    """The table's own caption says which config made it; a report config copy remade since
+    (as after a partial run) does not make an old table pass for this run's."""
     out = tmp_path / "tables"
-    build.build_tables(entries, out, "config: tiny.yaml", "mini + gen; top-5", {})
-    config_copy = tmp_path / "config.yaml"
-    build.write_config({"seed": 1}, config_copy, "config md5 aaaa000000 (report/config.yaml)")
-    same = summary.summary(out, tmp_path, tmp_path / "r.html", "aaaa000000", config_copy)
+    label = "config md5 aaaa000000 (report/config.yaml); pipelines: p"
+    build.build_tables(entries, out, label, "mini + gen; top-5", {})
+    build.write_config({"seed": 1}, tmp_path / "config.yaml", "config md5 bbbb111111 (newer)")
+    same = summary.summary(out, tmp_path, tmp_path / "r.html", "aaaa000000")
     assert "made by another config" not in same
-    other = summary.summary(out, tmp_path, tmp_path / "r.html", "bbbb111111", config_copy)
+    other = summary.summary(out, tmp_path, tmp_path / "r.html", "bbbb111111")
     assert "made by another config (md5 aaaa000000), not this run's (md5 bbbb111111)" in other
-    missing = summary.summary(out, tmp_path, tmp_path / "r.html", "bbbb111111", tmp_path / "no")
+    build.build_tables(entries, out, "config: unlabelled", "mini + gen; top-5", {})
+    missing = summary.summary(out, tmp_path, tmp_path / "r.html", "bbbb111111")
     assert "another config (md5 unknown)" in missing
+
+
+def test_a_baseline_only_run_writes_every_table_and_figure(entries, tmp_path):
+    """`strategies: {}` (No Ft. alone) once crashed grouping an empty significance table."""
+    baseline = [e for e in entries if e["strategy"] == "no_ft"]
+    out, figs = tmp_path / "tables", tmp_path / "figures"
+    build.build_tables(baseline, out, "config: baseline.yaml", "demo", {})
+    for name in ("all_runs", "per_pipeline", "averaged", "test", "cost", "paper_comparison"):
+        assert len(pd.read_csv(out / f"{name}.csv")) > 0, name
+    sig = pd.read_csv(out / "significance.csv")
+    assert len(sig) == 0 and {"dataset", "strategy", "versus", "EM diff"} <= set(sig.columns)
+    assert "nothing to compare" in (out / "significance.md").read_text()
+    build.build_figures(
+        out / "all_runs.csv", out / "paper_comparison.csv", [], [], figs, "config: baseline.yaml",
+        baseline, {"resamples": 200, "level": 0.95}, 13,
+    )  # fmt: skip
+    assert (figs / "strategies.png").stat().st_size > 0

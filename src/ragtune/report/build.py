@@ -99,6 +99,8 @@ def build_tables(
         f"Paired differences (strategy - versus) in EM and F1 on validation, over the same "
         f"questions ({n} per dataset), with their {boot['level']:.0%} paired bootstrap "
         f"intervals and p-values; distinguishable: p < {1 - boot['level']:.2f}"
+        if len(sig)
+        else "No paired differences: the config ran one strategy, so there is nothing to compare"
     )
     comp = paper.comparison(
         tables.averaged(res.runs), setup, paper_matches, tables.per_pipeline(res.runs)

@@ -190,4 +190,10 @@ def significance(
                         f"{metric} distinguishable": d.p < 1 - boot["level"],
                     }
                 rows.append(row)
-    return pd.DataFrame(rows)
+    # A config with one strategy (a baseline-only run) compares nothing: an empty table,
+    # with its columns, so that everything downstream still reads it.
+    columns = ["dataset", "pipeline", "strategy", "versus", "n"] + [
+        f"{m} {part}" for m in ("EM", "F1") for part in ("diff", "diff lo", "diff hi", "p")
+    ]
+    columns += ["EM distinguishable", "F1 distinguishable"]
+    return pd.DataFrame(rows, columns=list(dict.fromkeys([*columns, *(rows[0] if rows else {})])))

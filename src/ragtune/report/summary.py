@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
-def made_by(config_file: str | Path) -> str | None:
-    """The md5 of the config that made the tables, from the report's config copy (its first
-    line is ``# config md5 <md5> ...``); None where there is none."""
-    path = Path(config_file)
+def made_by(table_md: str | Path) -> str | None:
+    """The md5 of the config that made a table, from the table's own caption (``config md5
+    <md5> (report/config.yaml); ...``); None where it names none. The table's, not the
+    report's config copy: that copy is remade early in a run, so after a partial run it named
+    this run's config beside a table an older run made."""
+    path = Path(table_md)
     if not path.exists():
         return None
-    first = path.read_text(encoding="utf-8").split("\n", 1)[0]
-    words = first.split()
-    return words[3] if first.startswith("# config md5 ") and len(words) > 3 else None
+    found = re.search(r"config md5 ([0-9a-f]+)", path.read_text(encoding="utf-8"))
+    return found.group(1) if found else None
 
 
 def grid_edge_warnings(per_pipeline: Path, shown: int = 3) -> list[str]:
@@ -47,18 +49,17 @@ def summary(
     figures_dir: str | Path,
     report: str | Path,
     config_md5: str | None = None,
-    config_file: str | Path | None = None,
 ) -> str | None:
     """The averaged validation table (the paper's Figure 3) and where the rest lives; None
     when the run did not get as far as the tables (a partial target, say). With
-    ``config_md5`` (this run's config) and ``config_file`` (the copy of the config that made
-    the tables), a table made by another config says so instead of passing for this run's."""
+    ``config_md5`` (this run's config), a table whose caption names another config says so
+    instead of passing for this run's."""
     main = Path(tables_dir) / "averaged.md"
     if not main.exists():
         return None
     warning = []
-    if config_md5 is not None and config_file is not None:
-        made = made_by(config_file)
+    if config_md5 is not None:
+        made = made_by(main)
         if made != config_md5:
             warning = [
                 f"NOTE: this table was made by another config (md5 {made or 'unknown'}), not "
