@@ -69,3 +69,32 @@ def test_the_training_dtype_triggers_once_set(config):
     assert rs.triggers(bf16, "train_generator")["training"]["dtype"] == "bfloat16"
     assert rs.triggers(bf16, "train_joint")["training"]["dtype"] == "bfloat16"
     assert "dtype" not in rs.triggers(bf16, "train_embedder")["training"]
+
+
+def test_a_checkpoint_fingerprint_ignores_speed_knobs():
+    """A checkpoint resumes after a speed or memory knob changed; a setting that shapes the
+    result still discards it."""
+    from ragtune.steps.train import _result_shaping
+    from ragtune.training import loop
+
+    base = {
+        "warmup_ratio": 0.1,
+        "checkpoint_every": 50,
+        "gradient_checkpointing": "auto",
+        "embedder": {"loss": "mnrl", "mini_batch": 8},
+        "joint": {"scale": 20.0, "rows_per_forward": 1},
+    }
+    knobs = {
+        **base,
+        "checkpoint_every": 5,
+        "gradient_checkpointing": True,
+        "embedder": {"loss": "mnrl", "mini_batch": 2},
+        "joint": {"scale": 20.0, "rows_per_forward": 0},
+    }
+    shaped = {**base, "warmup_ratio": 0.2}
+
+    def print_of(training):
+        return loop.fingerprint(training=_result_shaping(training))
+
+    assert print_of(knobs) == print_of(base)
+    assert print_of(shaped) != print_of(base)

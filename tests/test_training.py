@@ -1,6 +1,8 @@
 """Training building blocks on small tensors and tiny models (CPU, seconds)."""
 
 import functools
+import os
+import signal
 import time
 
 import numpy as np
@@ -188,7 +190,7 @@ def test_length_grouping_cuts_padding():
     assert padding_fraction(grouped, lengths) < 0.15 < padding_fraction(naive, lengths)
 
 
-def _tiny_run(work_dir, stop_at=None, lr=0.05, every=2, started=None):
+def _tiny_run(work_dir, stop_at=None, lr=0.05, every=2, started=None, sigterm_at=None, warmup=0.2):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
     gen = torch.Generator().manual_seed(1)
@@ -201,10 +203,12 @@ def _tiny_run(work_dir, stop_at=None, lr=0.05, every=2, started=None):
         calls["n"] += 1
         if stop_at is not None and calls["n"] > stop_at:
             raise KeyboardInterrupt("killed")
+        if calls["n"] == sigterm_at:  # as SLURM does before it preempts the job
+            os.kill(os.getpid(), signal.SIGTERM)
         x, y = batch
         return F.mse_loss(model(x), y)
 
-    cfg = loop.LoopConfig(grad_accum=2, warmup_ratio=0.2, checkpoint_every=every, seed=7)
+    cfg = loop.LoopConfig(grad_accum=2, warmup_ratio=warmup, checkpoint_every=every, seed=7)
     history = loop.train(
         batches,
         loss_fn,
@@ -228,6 +232,41 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(a, b)
     assert [h["loss"] for h in hist] == pytest.approx([h["loss"] for h in full_hist])
     assert (tmp_path / "killed" / "loss.csv").read_text().startswith("step,loss,lr0")
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes_from_it(tmp_path, caplog):
+    """Mid-step (micro-batch 5 of 2-batch steps): the step is finished, saved, and the job
+    fails; its re-run ends where an uninterrupted run does."""
+    full, full_hist = _tiny_run(tmp_path / "full", every=100)
+    with pytest.raises(loop.Preempted, match="after step 3, with a checkpoint"):
+        _tiny_run(tmp_path / "term", every=100, sigterm_at=5)
+    assert "SIGTERM: saved" in caplog.text
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler removed again
+    saved = torch.load(tmp_path / "term" / loop.CHECKPOINT, weights_only=False)
+    assert saved["done"] == 6 and len(saved["history"]) == 3
+    resumed, hist = _tiny_run(tmp_path / "term", every=100)
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert [h["loss"] for h in hist] == pytest.approx([h["loss"] for h in full_hist])
+
+
+def test_a_failed_checkpoint_write_names_the_file_and_the_fix(tmp_path, monkeypatch):
+    def full_disk(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(loop.torch, "save", full_disk)
+    with pytest.raises(loop.CheckpointWriteError, match="checkpoint.pt .*is its disk full"):
+        _tiny_run(tmp_path)
+    assert not list(tmp_path.glob(".checkpoint.pt.*"))  # no half-written file left
+
+
+def test_the_loss_log_records_the_rate_each_step_applied(tmp_path):
+    """Without warm-up the first step runs at the base rate and the last at a rate above 0
+    (the schedule's value after the step is the next step's)."""
+    _, hist = _tiny_run(tmp_path, lr=1e-3, warmup=0.0)
+    assert hist[0]["lr"] == [pytest.approx(1e-3)]
+    assert hist[-1]["lr"][0] > 0
+    assert hist[1]["lr"][0] == pytest.approx(1e-3 * (1 - 1 / len(hist)))
 
 
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path):

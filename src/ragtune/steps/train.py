@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ragtune import models, runtime
+from ragtune import models, rule_settings, runtime
 from ragtune.evaluation.prompt import fit_prompt
 from ragtune.io import atomic_path, read_jsonl, write_json
 from ragtune.retrieval.embed import encode
@@ -51,6 +51,13 @@ def _stat(paths) -> list:
 
 def _work_dir(out_dir: str) -> Path:
     return Path(str(out_dir).rstrip("/") + ".ckpt")
+
+
+def _result_shaping(training: dict) -> dict:
+    """The training settings a checkpoint's fingerprint holds: those that shape the result.
+    A speed or memory knob (checkpoint_every, gradient checkpointing, GradCache's mini-batch,
+    rows per forward) changed between attempts must not throw a checkpoint away."""
+    return rule_settings.result_config({"training": training})["training"]
 
 
 def _loop_config(training: dict, seed: int, grad_accum: int = 1, generator=None) -> loop.LoopConfig:
@@ -157,7 +164,7 @@ def train_embedder(
             store=_stat(embedding_shards),
             embedder=embedder,
             lr=lr,
-            training=training,
+            training=_result_shaping(training),
             seed=seed,
         ),
     )
@@ -244,7 +251,7 @@ def train_generator(
             chunks=_stat(chunk_shards),
             generator=generator,
             lr=lr,
-            training=training,
+            training=_result_shaping(training),
             seed=seed,
         ),
     )
@@ -396,7 +403,7 @@ def train_joint(
             loss=loss,
             lrs=[embed_lr, gen_lr],
             retrieval=retrieval,
-            training=training,
+            training=_result_shaping(training),
             seed=seed,
         ),
     )

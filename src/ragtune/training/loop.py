@@ -13,10 +13,13 @@ per step, so any number of processes applies the updates one process would.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +40,31 @@ CHECKPOINT = "checkpoint.pt"
 # the checkpoint, so a resumed job's cost counts every attempt, not only the last.
 ATTEMPTS = "attempts.json"
 ATTEMPTS_EVERY_S = 10.0
+
+
+class Preempted(RuntimeError):
+    """SIGTERM arrived (SLURM and Kubernetes send it before they preempt or time out a job):
+    the loop saved a checkpoint at the end of its optimizer step and stopped, so that the job
+    fails and its re-run resumes there."""
+
+
+@contextlib.contextmanager
+def _sigterm_flag():
+    """An Event that SIGTERM sets while the loop runs (in the main thread: a handler cannot be
+    installed from another, and there SIGTERM keeps its default)."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: flag.set())
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a quota)."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -174,63 +202,80 @@ def train(
         states = distributed.gather_objects(rng.snapshot())
         if rank != 0:
             return
-        with atomic_path(ckpt) as tmp:
-            torch.save(
-                {
-                    "model": state() if state else {},
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "torch_rng": states,
-                    "history": history,
-                    "done": done,
-                    "fingerprint": run_fingerprint,
-                },
-                tmp,
-            )
+        try:
+            with atomic_path(ckpt) as tmp:
+                torch.save(
+                    {
+                        "model": state() if state else {},
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "torch_rng": states,
+                        "history": history,
+                        "done": done,
+                        "fingerprint": run_fingerprint,
+                    },
+                    tmp,
+                )
+        except (RuntimeError, OSError) as err:  # torch says "unexpected pos" on a full disk
+            raise CheckpointWriteError(
+                f"could not write the checkpoint {ckpt} ({type(err).__name__}: "
+                f"{str(err).splitlines()[0]}): is its disk full? Free space there and run "
+                "snakemake again (training.checkpoint_every sets how often it is written)"
+            ) from err
 
     n_micro = len(batches) * cfg.epochs
     interval = checkpoint_interval(cfg.checkpoint_every, total)
     bar = tqdm(total=n_micro, initial=done, desc="train", unit="batch", disable=rank != 0)
-    running = 0.0
-    while done < n_micro:
-        # Micro-batch j of a step belongs to rank j % world; one process computes them all.
-        if (done % cfg.grad_accum) % world == rank:
-            loss = loss_fn(batches[done % len(batches)])
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"loss is {loss.item()} at micro-batch {done}; nothing was saved. Lower the "
-                    "learning rate or check the inputs of this batch"
-                )
-            # A loss that needs no grad was already backpropagated by its strategy (the cached
-            # MNRL does its own two-pass backward); the loop only steps the optimizer for it.
-            if loss.requires_grad:
-                scaler.scale(loss / cfg.grad_accum).backward()
-            running += loss.item() / cfg.grad_accum
-        done += 1
-        bar.update(1)
-        if done % cfg.grad_accum == 0 or done == n_micro:
-            distributed.sum_gradients(params)
-            running = distributed.sum_scalar(running)
-            # Summed first, so every rank sees the same overflow and skips the same steps.
-            scaler.unscale_(optimizer)
-            if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step = len(history) + 1
-            history.append(
-                {"step": step, "loss": running, "lr": [g["lr"] for g in optimizer.param_groups]}
-            )
-            bar.set_postfix(loss=f"{running:.4f}")
-            running = 0.0
-            if step % interval == 0 and done < n_micro:
-                save()
-                clock.tick(force=True)
-            else:
-                clock.tick()
+    with _sigterm_flag() as sigterm:
+        running = 0.0
+        while done < n_micro:
+            # Micro-batch j of a step belongs to rank j % world; one process computes all.
+            if (done % cfg.grad_accum) % world == rank:
+                loss = loss_fn(batches[done % len(batches)])
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"loss is {loss.item()} at micro-batch {done}; nothing was saved. Lower "
+                        "the learning rate or check the inputs of this batch"
+                    )
+                # A loss that needs no grad was already backpropagated by its strategy (the
+                # cached MNRL does its own two-pass backward); the loop only steps for it.
+                if loss.requires_grad:
+                    scaler.scale(loss / cfg.grad_accum).backward()
+                running += loss.item() / cfg.grad_accum
+            done += 1
+            bar.update(1)
+            if done % cfg.grad_accum == 0 or done == n_micro:
+                distributed.sum_gradients(params)
+                running = distributed.sum_scalar(running)
+                # Summed first, so every rank sees the same overflow and skips the same steps.
+                scaler.unscale_(optimizer)
+                if cfg.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                # The rates this step applies: the scheduler moves them on for the next one.
+                lrs = [g["lr"] for g in optimizer.param_groups]
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step = len(history) + 1
+                history.append({"step": step, "loss": running, "lr": lrs})
+                bar.set_postfix(loss=f"{running:.4f}")
+                running = 0.0
+                # Every rank stops at the same step: a SIGTERM to any rank stops them all.
+                stop = done < n_micro and distributed.sum_scalar(float(sigterm.is_set())) > 0
+                if stop or (step % interval == 0 and done < n_micro):
+                    save()
+                    clock.tick(force=True)
+                else:
+                    clock.tick()
+                if stop:
+                    bar.close()
+                    log.warning("SIGTERM: saved %s at step %d; stopping", ckpt, step)
+                    raise Preempted(
+                        f"stopped by SIGTERM after step {step}, with a checkpoint at {ckpt}; run "
+                        "snakemake again to resume from it"
+                    )
     bar.close()
     clock.tick(force=True)
     if rank == 0:
