@@ -71,6 +71,20 @@ def test_corpus_mirror_streams_with_field_mapping(mirror):
         list(iter_documents(corpus))
 
 
+def test_a_truncated_corpus_gz_names_the_file_and_the_key(mirror, tmp_path):
+    cut = tmp_path / "chunks.jsonl.gz"
+    data = (mirror / "wikipedia/chunks.jsonl.gz").read_bytes()
+    cut.write_bytes(data[: len(data) // 3])
+    corpus = {
+        "source": {"files": [str(cut)]},
+        "id_field": "id",
+        "title_field": "title",
+        "text_field": "content",
+    }
+    with pytest.raises(ValueError, match=f"corpus.source.files: {cut} is corrupt or truncated"):
+        list(iter_documents(corpus))
+
+
 def test_focus_keeps_gold_and_a_seeded_sample():
     docs = [{"id": str(i), "title": f"t{i}", "text": ""} for i in range(200)]
     kept = focus(iter(docs), {"t5", "t150"}, distractors=10, seed=3)

@@ -203,3 +203,31 @@ def test_embedding_a_shard_refuses_to_write_broken_vectors(tmp_path, monkeypatch
             {"batch_size": 4, "max_seq_length": None},
         )
     assert not (tmp_path / "e.npy").exists()
+
+
+def test_a_truncated_shard_in_the_manifest_names_the_file_and_the_rule(tmp_path):
+    from ragtune.retrieval.store import CorruptArtifactError, write_manifest
+
+    chunks = tmp_path / "shard-000.jsonl"
+    chunks.write_text('{"id": "a"}\n{"id": "b"}\n')
+    np.save(offsets_path(chunks), line_offsets(chunks))
+    npy = tmp_path / "shard-000.npy"
+    np.save(npy, np.zeros((2, 64), dtype=np.float16))
+    npy.write_bytes(npy.read_bytes()[:100])
+    with pytest.raises(
+        CorruptArtifactError, match=r"shard-000\.npy is not a readable.*embed_corpus"
+    ):
+        write_manifest(tmp_path / "store.json", [str(chunks)], [str(npy)])
+
+
+def test_an_empty_shard_embeds_to_an_empty_matrix(tmp_path, minilm_spec):
+    """A one-document corpus over 2 shards leaves one shard empty: it embeds to (0, dim), so
+    the k check can speak instead of a numpy AxisError."""
+    from ragtune.steps import index as step
+
+    (tmp_path / "chunks.jsonl").write_text("")
+    step.embed_shard(
+        str(tmp_path / "chunks.jsonl"), str(tmp_path / "e.npy"), minilm_spec,
+        {"batch_size": 4, "max_seq_length": None},
+    )  # fmt: skip
+    assert np.load(tmp_path / "e.npy").shape == (0, 384)

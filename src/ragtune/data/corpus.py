@@ -11,6 +11,7 @@ are not fetched again; ``--rerun-incomplete`` redoes only the shard that was cut
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import random
@@ -31,15 +32,37 @@ def open_stream(corpus: dict[str, Any], shard: tuple[int, int] | None = None):
     """The corpus as a streaming ``datasets.IterableDataset``; ``shard=(index, count)`` keeps
     the source files of that shard only (the source must have at least ``count`` files)."""
     source = corpus["source"]
-    ds = load_split(source, source.get("split", "train"), streaming=True)
+    with _named_errors(corpus):  # reading the first records to learn the columns
+        ds = load_split(source, source.get("split", "train"), streaming=True)
     if shard is not None:
         index, count = shard
         ds = ds.shard(num_shards=count, index=index, contiguous=True)
     return ds
 
 
+@contextlib.contextmanager
+def _named_errors(corpus: dict[str, Any]):
+    """A local file cut short or corrupt (datasets raises gzip's bare errors) becomes a
+    ValueError naming the files, their key and the fix."""
+    import gzip
+    import zlib
+
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"corpus.source.files: {_source_name(corpus)} is corrupt or truncated "
+            f"({type(err).__name__}: {err}); download or copy the file again"
+        ) from err
+
+
 def documents(stream, corpus: dict[str, Any]) -> Iterator[dict[str, str]]:
     """``{id, title, text}`` documents of a stream, under the configured field names."""
+    with _named_errors(corpus):
+        yield from _documents(stream, corpus)
+
+
+def _documents(stream, corpus: dict[str, Any]) -> Iterator[dict[str, str]]:
     fields = (corpus["id_field"], corpus["title_field"], corpus["text_field"])
     for n, rec in enumerate(stream):
         if corpus.get("limit") is not None and n >= corpus["limit"]:

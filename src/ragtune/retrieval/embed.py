@@ -17,8 +17,11 @@ def encode(model, texts: Sequence[str], batch_size: int, *, progress: bool = Fal
     """L2-normalised float32 embeddings, so inner product is cosine similarity.
 
     ``SentenceTransformer.encode`` already sorts texts by length within the call, which keeps
-    padding small; we only ask it for normalised numpy output.
+    padding small; we only ask it for normalised numpy output. No texts (an empty shard of a
+    tiny corpus) give a (0, dim) array, not the flat empty one the library returns.
     """
+    if not texts:
+        return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
     return model.encode(
         list(texts),
         batch_size=batch_size,

@@ -142,7 +142,7 @@ def write_manifest(path: str | Path, chunk_shards: Sequence[str], embedding_shar
     shards = []
     for chunk_path, npy_path in zip(chunk_shards, embedding_shards, strict=True):
         n_chunks = len(np.load(offsets_path(chunk_path), mmap_mode="r"))
-        n_vectors = len(np.load(npy_path, mmap_mode="r"))
+        n_vectors = len(load_shard(npy_path))  # a truncated shard names itself
         if n_chunks != n_vectors:
             raise ValueError(
                 f"{npy_path} holds {n_vectors} vectors but {chunk_path} holds {n_chunks} chunks: "
