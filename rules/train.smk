@@ -5,8 +5,13 @@ rule train_embedder:
     input:
         questions=f"{RESULTS}/{{dataset}}/qa/train.jsonl",
         store=lambda wc: store_manifest(wc.embedder),
-        # Where training.embedder.hard_negatives come from: the base embedder's top-k.
-        retrieved=lambda wc: base_retrieval(wc.dataset, wc.embedder, "train"),
+        # Where training.embedder.hard_negatives come from: the base embedder's top-k. Without
+        # hard negatives no input, so that retrieval settings (k) re-train nothing here.
+        retrieved=lambda wc: (
+            base_retrieval(wc.dataset, wc.embedder, "train")
+            if config["training"]["embedder"]["hard_negatives"]
+            else []
+        ),
     output:
         model=directory(
             f"{RESULTS}/{{dataset}}/models/{{embedder}}/ft_embed/lr{{lr}}/model"

@@ -15,7 +15,7 @@ run(
         lr_value(s.wildcards.lr),
         settings(s)["training"],
         s.params.seed,
-        s.input.retrieved,
+        s.input.retrieved or None,  # no input without hard negatives
     ),
     distributed=True,
 )
