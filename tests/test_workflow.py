@@ -1,6 +1,7 @@
 """Runs the real workflow end to end on a tiny config: every rule, real models, real data."""
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -261,6 +262,21 @@ def test_summary_printed_at_the_end(tiny_run):
     text = out.stdout + out.stderr
     assert "ragtune results" in text and "| RAG-Tok." in text and "report.html" in text
     assert "made by another config" not in text  # this run made its own tables
+
+
+def test_the_summary_rule_prints_the_table_when_there_is_nothing_to_do(tiny_run, tmp_path):
+    """What `make run` ends with: the table of a finished run, though nothing ran (Snakemake
+    runs no onsuccess hook then), written to its log too."""
+    cfg, results, _ = tiny_run
+    path = write_config(cfg, tmp_path / "again.yaml")
+    out = snakemake(
+        "--cores", "1", "--quiet=all", "--configfile", str(path),
+        "--directory", str(results.parent), "summary",
+        env={**os.environ, "RAGTUNE_SUMMARY": "0"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("ragtune results") == 1 and "| RAG-Tok." in out.stdout
+    assert "| RAG-Tok." in (results / "logs/summary/summary.log").read_text()
 
 
 def test_rerun_has_nothing_to_do(tiny_run, tmp_path):
