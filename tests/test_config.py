@@ -293,3 +293,17 @@ def test_an_empty_string_answer_is_refused_like_no_answer(cfg, tmp_path, mirror)
     cfg["datasets"]["popqa"]["source"]["files"]["test"] = _write_jsonl(tmp_path / "p.jsonl", rows)
     with pytest.raises(ConfigError, match="row 5: 'possible_answers' is"):
         _checked(cfg)
+
+
+def test_an_ivf_index_with_too_few_training_vectors_fails_the_plan(cfg):
+    """paper.yaml trained IVF65536 on 2M vectors: faiss's k-means needs 39 per list."""
+    from ragtune.config import ConfigError
+
+    cfg["retrieval"].update(index_factory="OPQ64,IVF65536,PQ64", train_size=2_000_000)
+    with pytest.raises(ConfigError, match="needs at least 39 x 65536 = 2555904 vectors"):
+        _checked(cfg)
+    cfg["retrieval"]["train_size"] = 2_555_904
+    _checked(cfg)
+    cfg["retrieval"].update(index_factory="IVF16,PQ8x4", train_size=600)
+    with pytest.raises(ConfigError, match="PQ8x4 .* 39 x 16 = 624"):
+        _checked(cfg)

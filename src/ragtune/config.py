@@ -74,6 +74,7 @@ def check(config: dict[str, Any]) -> None:
     problems += _check_pipelines(config)
     problems += _check_models(config)
     problems += _check_corpus(config)
+    problems += _check_index_training(config["retrieval"])
     for name, dataset in config["datasets"].items():
         problems += _check_dataset(name, dataset)
     if problems:
@@ -96,6 +97,36 @@ def _check_names(config) -> list[str]:
                     f"{section}.{name}: '{name}' is a folder ragtune itself writes where "
                     f"{where} goes ({', '.join(reserved)}); rename it"
                 )
+    return out
+
+
+# faiss's k-means refuses fewer than 39 training points per centroid (and advises up to 256):
+# an IVF with nlist lists needs 39 x nlist, a PQ sub-quantizer of 2^nbits codes 39 x 2^nbits.
+MIN_POINTS_PER_CENTROID = 39
+
+
+def _check_index_training(retrieval) -> list[str]:
+    """The index's training sample against what its k-means needs, before any job: faiss
+    would otherwise warn in build_index's log, or fail, hours into the run."""
+    import re
+
+    factory, train_size = retrieval["index_factory"], retrieval["train_size"]
+    needs = []
+    for match in re.finditer(r"IVF(\d+)", factory):
+        needs.append((f"IVF{match[1]}", int(match[1])))
+    for match in re.finditer(r"PQ(\d+)(?:x(\d+))?", factory):
+        needs.append((match[0], 2 ** int(match[2] or 8)))
+    out = []
+    for part, centroids in needs:
+        least = MIN_POINTS_PER_CENTROID * centroids
+        if train_size < least:
+            out.append(
+                f"retrieval.train_size is {train_size}, but {part} in retrieval.index_factory "
+                f"('{factory}') trains {centroids} centroids, which faiss needs at least "
+                f"{MIN_POINTS_PER_CENTROID} x {centroids} = {least} vectors for (it advises up "
+                f"to 256 x {centroids}): raise retrieval.train_size to at least {least}, or "
+                "use fewer centroids"
+            )
     return out
 
 
