@@ -67,3 +67,13 @@ def test_half_precision_falls_back_to_fp16_without_native_bf16(fake_cuda):
 
 def test_cpu_computes_in_float32():
     assert runtime.resolve_dtype("auto") == torch.float32
+
+
+def test_the_device_record_keeps_reserved_beside_allocated_gpu_memory(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 3 * 2**30)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: 4 * 2**30)
+    record = runtime.device_record()
+    assert record["peak_gpu_mem_mb"] == 3072.0 and record["peak_gpu_reserved_mb"] == 4096.0

@@ -168,5 +168,10 @@ def device_record() -> dict:
         "cpu_threads": torch.get_num_threads(),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "peak_gpu_mem_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else 0.0,
+        # What the caching allocator held at its peak: what the GPU really had to give, and
+        # against allocated, how much fragmentation cost.
+        "peak_gpu_reserved_mb": (
+            round(torch.cuda.max_memory_reserved() / 2**20, 1) if cuda else 0.0
+        ),
         "host": os.uname().nodename,
     }
