@@ -115,6 +115,24 @@ def test_a_job_that_does_not_fit_names_itself_its_estimate_and_the_knob():
     assert plan.check(config, {"evaluate": 80}, CACHE)
 
 
+def test_rag_decoding_is_planned_at_its_own_rows():
+    """RAG-Token evaluation runs a batch's questions' k prompts as rows: with batch_size 2 and
+    k = 5 that is 5 rows, not 2, and the plan sizes (and can refuse) those."""
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    validate(config, str(REPO / "config/schema.yaml"))
+    config["generation"]["batch_size"] = 2
+
+    def evaluate_peak(decoding):
+        config["evaluation"]["decoding"] = decoding
+        rows = plan.plan(config, {}, CACHE)
+        return max(r.estimate.step_peak for r in rows if r.rule == "evaluate")
+
+    concat, rag = evaluate_peak("concat"), evaluate_peak("rag_token")
+    assert rag > 2 * concat  # 5 rows against 2, at the same prompt cap
+
+
 def test_estimate_totals():
     e = Estimate("j", weights=5, optimizer=3, step_peak=10, saved_activations=4, overhead=2)
     assert e.total == 20 and e.as_dict()["total"] == 20

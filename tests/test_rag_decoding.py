@@ -81,6 +81,32 @@ def test_rag_sequence_picks_the_candidate_with_the_highest_marginal(tiny):
     assert picked == max(candidates, key=lambda c: float(marginal(c)))
 
 
+@pytest.mark.parametrize(
+    ("one", "batched"),
+    [(rd.rag_token, rd.rag_token_batch), (rd.rag_sequence, rd.rag_sequence_batch)],
+)
+def test_questions_decoded_together_answer_as_one_at_a_time(tiny, one, batched):
+    """Four questions with their own chunks, orders and weights in one batch of 4 x 3 rows
+    (prompts of different lengths, so left padding differs from the one-question batches)."""
+    model, tok = tiny
+    questions = ["What is the capital of Norway?", "Where is Bergen?", "Who?", "Which port?"]
+    orders = [CHUNKS, CHUNKS[::-1], CHUNKS[1:] + CHUNKS[:1], [CHUNKS[2], CHUNKS[0], CHUNKS[1]]]
+    groups = [
+        [build_prompt(q, [c]) for c in order] for q, order in zip(questions, orders, strict=True)
+    ]
+    weights = torch.stack(
+        [rd.chunk_log_weights(w, 20.0) for w in ([0.9, 0.1, 0.3], [0.2, 0.8, 0.5],
+                                                  [0.4, 0.4, 0.4], [0.1, 0.2, 0.95])]
+    )  # fmt: skip
+    alone = [one(model, tok, g, w, 6) for g, w in zip(groups, weights, strict=True)]
+    assert batched(model, tok, groups, weights, 6) == alone
+
+
+def test_rag_batches_fill_the_rows_of_a_concat_batch():
+    assert rd.questions_per_batch(40, 5) == 8 and rd.rows_per_batch(40, 5) == 40
+    assert rd.questions_per_batch(3, 5) == 1 and rd.rows_per_batch(3, 5) == 5  # k rows at least
+
+
 @pytest.mark.parametrize("decoding", ["rag_token", "rag_sequence"])
 def test_the_evaluate_step_decodes_as_configured(tmp_path, decoding):
     """The step with each decoding: answers every question from its k single-chunk prompts

@@ -310,9 +310,15 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
         if on_gpu("evaluate"):
             gcfg = config["generation"]
 
-            def evaluation(rows, gcfg=gcfg, gen_spec=gen_spec):
+            def evaluation(batch_size, gcfg=gcfg, gen_spec=gen_spec):
                 # The base model in the compute dtype: No Ft. and Ft. Embed. evaluate it, the
-                # largest of a pipeline's evaluations (tuned runs use the 4-bit base).
+                # largest of a pipeline's evaluations (tuned runs use the 4-bit base). RAG
+                # decoding runs a batch's questions' k single-chunk prompts as its rows.
+                rows = batch_size
+                if config["evaluation"]["decoding"] != "concat":
+                    from ragtune.evaluation.rag_decoding import rows_per_batch
+
+                    rows = rows_per_batch(batch_size, config["retrieval"]["k"])
                 return cache.get(
                     "generation",
                     gen_spec,

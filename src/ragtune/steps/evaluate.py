@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+import torch
 from tqdm import tqdm
 
 from ragtune import runtime
@@ -62,17 +63,29 @@ def evaluate(
             max_new_tokens=generation["max_new_tokens"],
         )
     else:
-        decode = {"rag_token": rag_decoding.rag_token, "rag_sequence": rag_decoding.rag_sequence}
+        decode = {
+            "rag_token": rag_decoding.rag_token_batch,
+            "rag_sequence": rag_decoding.rag_sequence_batch,
+        }[decoding]
+        k = len(contexts[0]) if contexts else 1
+        size = rag_decoding.questions_per_batch(generation["batch_size"], k)
         answers = []
-        for q, ctx in tqdm(list(zip(questions, contexts, strict=True)), desc=decoding):
-            single = [
-                fit_prompt(q["question"], [c], tokenizer, generation["max_prompt_tokens"])
-                for c in ctx
+        for a in tqdm(range(0, len(questions), size), desc=decoding, unit="batch"):
+            batch = list(zip(questions[a : a + size], contexts[a : a + size], strict=True))
+            groups = [
+                [
+                    fit_prompt(q["question"], [c], tokenizer, generation["max_prompt_tokens"])
+                    for c in ctx
+                ]
+                for q, ctx in batch
             ]
-            log_w = rag_decoding.chunk_log_weights(retrieved[q["id"]]["scores"], scale)
-            answers.append(
-                decode[decoding](model, tokenizer, single, log_w, generation["max_new_tokens"])
+            log_w = torch.stack(
+                [
+                    rag_decoding.chunk_log_weights(retrieved[q["id"]]["scores"], scale)
+                    for q, _ in batch
+                ]
             )
+            answers += decode(model, tokenizer, groups, log_w, generation["max_new_tokens"])
     gen_seconds = time.time() - gen_start
     rows = []
     for q, ctx, answer in zip(questions, contexts, answers, strict=True):
