@@ -30,9 +30,14 @@ def test_on_a_cpu_host_it_runs_what_it_can_and_skips_the_cuda_paths():
         "cached MNRL = MNRL, dropout on": "PASS",
         "faiss GPU OPQ+IVF-PQ build": "SKIPPED",
         "batched generation": "PASS",
+        "RAG decoding, 4-bit + adapter": "PASS",
+        "joint step: 4-bit = dequantized": "PASS",
+        "kill and resume = uninterrupted": "PASS",
+        "fp16 with loss scaling": "SKIPPED",
+        "torchrun launch, 1 NCCL rank": "SKIPPED",
         "NCCL all-reduce, 2 ranks": "SKIPPED",
     }
-    assert out.stdout.splitlines()[-1] == "OK: 0 of 9 paths failed"
+    assert out.stdout.splitlines()[-1] == "OK: 0 of 14 paths failed"
 
 
 def test_any_failed_path_fails_the_check_and_the_others_still_run():
@@ -128,3 +133,28 @@ def test_without_the_packaged_embedder_a_random_one_of_its_shape_stands_in(tmp_p
     embedder = models.load_embedder(spec, device="cpu")
     assert embedder.get_embedding_dimension() == 384
     assert "gradients agree" in gpu_check.check_cached_mnrl(tmp_path)
+
+
+def test_the_fp16_path_trains_with_loss_scaling_on_the_cpu_too(tmp_path):
+    """The GPU-only path run here with float16 compute on the CPU's 4-bit kernels."""
+    assert "float16 compute, loss scaling" in gpu_check.check_fp16_scaling(tmp_path, False)
+
+
+def test_the_launch_path_runs_one_rank_through_ragtunes_torchrun(tmp_path):
+    """The same launch over gloo (NCCL needs a GPU); a rank that joins another backend
+    fails the check."""
+    assert "1 gloo rank" in gpu_check.run_launch(tmp_path, "gloo")
+    out = io.StringIO()
+    assert gpu_check.run([("launch", lambda: gpu_check.run_launch(tmp_path, "nccl"))], out=out)
+    assert "one nccl rank gave {'backend': 'gloo'" in out.getvalue()
+
+
+def test_the_rag_decoding_path_fails_when_decoding_departs_from_greedy(tmp_path, monkeypatch):
+    from ragtune.evaluation import rag_decoding
+
+    monkeypatch.setattr(
+        rag_decoding, "rag_sequence_batch", lambda model, tok, groups, *a: ["x"] * len(groups)
+    )
+    out = io.StringIO()
+    assert gpu_check.run([("rag", lambda: gpu_check.check_rag_decoding(tmp_path))], out=out)
+    assert "!= greedy" in out.getvalue()

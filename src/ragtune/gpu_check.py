@@ -348,6 +348,228 @@ def check_generation(workdir: Path) -> str:
     return f"{len(prompts)} prompts, batched = one at a time, on {runtime.device()}"
 
 
+def _trained_qlora_adapter(workdir: Path, name: str = "qlora-rag") -> Path:
+    """A QLoRA adapter on the toy generator's 4-bit base whose B matrices are non-zero (as
+    after training), saved once."""
+    from ragtune.training.generator import load_for_training, save_adapter
+
+    adapter = workdir / name
+    if not adapter.exists():
+        model, tok = load_for_training(str(_toy_generator(workdir)), "4bit", 0.0, seed=0)
+        with torch.no_grad():
+            for param_name, p in model.named_parameters():
+                if "lora_B" in param_name:
+                    p.normal_(0, 0.02)
+        save_adapter(model, tok, adapter)
+    return adapter
+
+
+def check_rag_decoding(workdir: Path) -> str:
+    """RAG-Token and RAG-Sequence decoding on the 4-bit base with the adapter unmerged, two
+    questions batched: over k identical chunks each equals greedy decoding of that prompt."""
+    from peft import PeftModel
+
+    from ragtune.evaluation import rag_decoding as rd
+    from ragtune.evaluation.generate import generate_answers
+    from ragtune.evaluation.prompt import build_prompt
+    from ragtune.models import load_generator
+
+    model, tok = load_generator(str(_trained_qlora_adapter(workdir)), "auto")
+    four_bit = sum("4bit" in type(m).__name__ for m in model.modules())
+    if not (four_bit and isinstance(model, PeftModel)):
+        raise AssertionError(
+            f"4-bit layers {four_bit}, adapter unmerged: {isinstance(model, PeftModel)}"
+        )
+    chunk = {"title": "Paris", "text": "Paris is the capital of France."}
+    prompts = [build_prompt(q, [chunk]) for q in ("What is the capital of France?", "Where?")]
+    greedy = generate_answers(model, tok, prompts, batch_size=2, max_new_tokens=6, progress=False)
+    groups = [[p] * 3 for p in prompts]
+    weights = torch.stack([rd.chunk_log_weights([0.9, 0.5, 0.1], 20.0)] * 2)
+    for decode in (rd.rag_token_batch, rd.rag_sequence_batch):
+        got = decode(model, tok, groups, weights, 6)
+        if got != greedy:
+            raise AssertionError(f"{decode.__name__}: {got} != greedy {greedy}")
+    return f"both decodings = greedy on identical chunks, {four_bit} NF4 layers on {model.device}"
+
+
+def check_joint_4bit_gradients(workdir: Path) -> str:
+    """The joint RAG-Token step on the 4-bit base against the same step on its dequantized
+    weights (the compute dtype: bf16 on a GPU, float32 on a CPU): the adapters' and the query
+    encoder's gradients agree within the tolerance of that dtype (5% of the largest gradient
+    in bf16, 0.1% in float32), as NF4's kernels dequantize before they multiply."""
+    from peft import PeftModel
+
+    from ragtune import models, runtime
+    from ragtune.training.joint import joint_loss
+
+    adapter = _trained_qlora_adapter(workdir)
+    embedder = models.load_embedder(_embedder_spec(workdir), device=runtime.device())
+    retriever = _retriever(workdir, embedder)
+    questions = [
+        {"question": "What is the capital of France?", "answers": ["Paris"]},
+        {"question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
+    ]
+    grads, dtype = {}, None
+    for base in ("4bit", "dequantized"):
+        generator, tok = models.load_generator(str(_toy_generator(workdir)), "auto", quantize="nf4")
+        if base == "dequantized":
+            generator = generator.dequantize()
+        generator = PeftModel.from_pretrained(generator, str(adapter), is_trainable=True)
+        dtype = next(p.dtype for n, p in generator.named_parameters() if "lora" not in n)
+        embedder.zero_grad(set_to_none=True)
+        loss = joint_loss(
+            questions,
+            embedder=embedder,
+            generator=generator,
+            tokenizer=tok,
+            retriever=retriever,
+            loss="rag_token",
+            scale=20.0,
+            max_prompt_tokens=128,
+            train_embedder=True,
+            train_generator=True,
+        )
+        loss.backward()
+        named = [(n, p) for n, p in generator.named_parameters() if p.grad is not None]
+        named += [(f"encoder.{n}", p) for n, p in embedder.named_parameters() if p.grad is not None]
+        grads[base] = {n: p.grad.detach().float().cpu() for n, p in sorted(named)}
+    if grads["4bit"].keys() != grads["dequantized"].keys() or not grads["4bit"]:
+        raise AssertionError("the two steps gave gradients to different parameters")
+    a = torch.cat([g.flatten() for g in grads["4bit"].values()])
+    b = torch.cat([g.flatten() for g in grads["dequantized"].values()])
+    error = float((a - b).abs().max() / b.abs().max())
+    tolerance = 1e-3 if dtype == torch.float32 else 5e-2
+    if not error <= tolerance:
+        raise AssertionError(
+            f"gradients differ by {error:.2e} of the largest (allowed {tolerance})"
+        )
+    return f"{len(grads['4bit'])} gradients agree within {error:.1e} (in {dtype})"
+
+
+def _tiny_training(work_dir: Path, stop_at: int | None = None):
+    """Six optimizer steps of a tiny model with dropout on this device, through ragtune's
+    training loop (checkpoints every 2 steps): (weights, losses)."""
+    from ragtune import runtime
+    from ragtune.training import loop
+
+    device = runtime.device()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(16, 32), torch.nn.Dropout(0.2), torch.nn.Linear(32, 1)
+    ).to(device)
+    gen = torch.Generator().manual_seed(1)
+    inputs = [torch.randn(8, 16, generator=gen) for _ in range(12)]
+    batches = [(x, x[:, :4].sum(-1, keepdim=True)) for x in inputs]  # a target it can learn
+    calls = {"n": 0}
+
+    def loss_fn(batch):
+        calls["n"] += 1
+        if stop_at is not None and calls["n"] > stop_at:
+            raise KeyboardInterrupt("killed")
+        x, y = (t.to(device) for t in batch)
+        return torch.nn.functional.mse_loss(model(x), y)
+
+    cfg = loop.LoopConfig(grad_accum=2, checkpoint_every=2, seed=7)
+    params = [{"params": list(model.parameters()), "lr": 0.05}]
+    history = loop.train(
+        batches, loss_fn, params, work_dir, cfg, state=model.state_dict,
+        load_state=model.load_state_dict,
+    )  # fmt: skip
+    return [p.detach().float().cpu() for p in model.parameters()], [h["loss"] for h in history]
+
+
+def check_resume(workdir: Path) -> str:
+    """A training run killed between checkpoints and resumed ends where an uninterrupted run
+    does: weights and loss curve, the device's dropout masks replayed from the checkpoint."""
+    from ragtune import runtime
+
+    full, full_losses = _tiny_training(workdir / "full")
+    try:
+        _tiny_training(workdir / "killed", stop_at=9)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the run was not interrupted")
+    resumed, losses = _tiny_training(workdir / "killed")
+    if not all(torch.allclose(a, b) for a, b in zip(full, resumed, strict=True)):
+        raise AssertionError("resumed weights differ from the uninterrupted run's")
+    if not np.allclose(losses, full_losses):
+        raise AssertionError(f"loss curves differ: {losses} vs {full_losses}")
+    return f"resumed = uninterrupted ({len(losses)} steps) on {runtime.device()}"
+
+
+def check_fp16_scaling(workdir: Path, require_cuda: bool = True) -> str:
+    """QLoRA with float16 compute (GPUs without native bf16: V100, T4) through ragtune's loop
+    with dynamic loss scaling: the losses and the float32 adapters stay finite, and the loss
+    falls."""
+    from ragtune.training import loop
+    from ragtune.training.generator import generator_loss, load_for_training
+
+    if require_cuda:
+        _need_cuda()
+    model, tok = load_for_training(
+        str(_toy_generator(workdir)), "4bit", 0.0, seed=0, dtype="float16"
+    )
+    model.train()
+    batch = _batch(tok)
+    params = [p for p in model.parameters() if p.requires_grad]
+    history = loop.train(
+        [batch] * 6,
+        lambda b: generator_loss(model, b),
+        [{"params": params, "lr": 1e-2}],
+        workdir / "fp16",
+        loop.LoopConfig(checkpoint_every=100, loss_scaling=True),
+    )
+    losses = [h["loss"] for h in history]
+    finite = all(torch.isfinite(p).all() for p in params) and np.isfinite(losses).all()
+    if not finite:
+        raise AssertionError(f"non-finite values under float16 with loss scaling: {losses}")
+    if not losses[-1] < losses[0]:
+        raise AssertionError(f"loss did not fall: {losses}")
+    return f"float16 compute, loss scaling: loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+
+
+_LAUNCH_WORKER = """
+import json, sys
+import torch
+from ragtune.training import distributed
+
+distributed.init_from_env()
+device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
+p = torch.nn.Parameter(torch.zeros(3, device=device))
+p.grad = torch.full((3,), float(distributed.rank() + 1), device=device)
+distributed.sum_gradients([p])
+total = distributed.sum_scalar(2.5)
+backend = torch.distributed.get_backend()
+with open(sys.argv[1], "w") as fh:
+    json.dump({"backend": backend, "grad": p.grad.tolist(), "total": total}, fh)
+distributed.shutdown()
+"""
+
+
+def run_launch(workdir: Path, backend: str) -> str:
+    """ragtune's torchrun launch of one rank: it joins a ``backend`` process group and sums a
+    gradient and a scalar through ragtune's collectives."""
+    import json
+
+    from ragtune.training import distributed
+
+    script, out = workdir / "launch_worker.py", workdir / "launch.json"
+    script.write_text(_LAUNCH_WORKER)
+    with open(workdir / "launch.log", "w") as log:
+        distributed.launch(str(script), 1, threads=2, stream=log, args=[str(out)])
+    got = json.loads(out.read_text())
+    if got != {"backend": backend, "grad": [1.0, 1.0, 1.0], "total": 2.5}:
+        raise AssertionError(f"one {backend} rank gave {got}")
+    return f"torchrun, 1 {backend} rank: gradient and scalar summed"
+
+
+def check_launch(workdir: Path) -> str:
+    """ragtune's own torchrun launch with one NCCL rank (multi-GPU jobs use it)."""
+    _need_cuda()
+    return run_launch(workdir, "nccl")
+
+
 def _allreduce_worker(rank: int, world: int, port: int) -> None:
     import torch.distributed as dist
 
@@ -389,6 +611,11 @@ def checks(workdir: Path) -> list[tuple[str, Callable[[], str]]]:
         ("cached MNRL = MNRL, dropout on", lambda: check_cached_mnrl(workdir)),
         ("faiss GPU OPQ+IVF-PQ build", lambda: check_faiss_gpu(workdir)),
         ("batched generation", lambda: check_generation(workdir)),
+        ("RAG decoding, 4-bit + adapter", lambda: check_rag_decoding(workdir)),
+        ("joint step: 4-bit = dequantized", lambda: check_joint_4bit_gradients(workdir)),
+        ("kill and resume = uninterrupted", lambda: check_resume(workdir)),
+        ("fp16 with loss scaling", lambda: check_fp16_scaling(workdir)),
+        ("torchrun launch, 1 NCCL rank", lambda: check_launch(workdir)),
         ("NCCL all-reduce, 2 ranks", check_nccl),
     ]
 
