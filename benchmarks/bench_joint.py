@@ -9,7 +9,14 @@ models. Step times come from one process that runs the three kinds interleaved, 
 batch (the same step timed in separate processes on this 2-core VM drifted by 10-20%); peak RSS
 comes from each kind alone in its own fresh process.
 
-Targets: step time <= 1.3x Ft. Gen's, peak memory <= 1.3x Ft. Gen's.
+Each kind's step is also split (``split_seconds``, medians): retrieval (encoding the
+questions, the index search and the exact rescoring), the generator's forward pass (answer
+log-probabilities), the backward pass, and the rest (prompt building, the marginal), so
+that a regression names the part that moved. Checkpoint writes are no part of a step here:
+``checkpoint_save_seconds`` times one save of the joint state (adapters, query encoder, AdamW
+states) through the training loop's own writer.
+
+Targets: step time <= 1.2x Ft. Gen's, peak memory <= 1.3x Ft. Gen's.
 """
 
 from __future__ import annotations
@@ -118,10 +125,66 @@ def _batches(questions, batch):
     return [questions[a : a + batch] for a in range(0, len(questions), batch)]
 
 
+class PartTimer:
+    """Seconds spent in wrapped functions since the last :meth:`take`."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, part: str, fn):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
+
+        return timed
+
+    def take(self) -> dict[str, float]:
+        out, self.seconds = self.seconds, {}
+        return out
+
+
+def _time_parts(timer: PartTimer) -> None:
+    """Wrap the functions each step calls by module attribute (the benchmark's Ft. Gen. step
+    and ragtune's joint loss look them up there at call time)."""
+    from ragtune.training import generator as generator_module
+    from ragtune.training import joint
+
+    joint.query_scores = timer.wrap("retrieval", joint.query_scores)
+    joint.answer_logprobs_by_row = timer.wrap("forward", joint.answer_logprobs_by_row)
+    generator_module.generator_loss = timer.wrap("forward", generator_module.generator_loss)
+
+
+def checkpoint_save_seconds(parts, work_dir) -> float:
+    """One save of the joint state through the training loop's writer (atomic torch.save)."""
+    from ragtune.io import atomic_path
+
+    _, embedder, generator = parts[0], parts[1], parts[2]
+    params = [p for m in (embedder, generator) for p in m.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-6)
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    optimizer.step()  # its states exist, as in a checkpoint after the first step
+    state = {
+        "model": {k: v for k, v in generator.state_dict().items() if "lora" in k}
+        | {f"encoder.{k}": v for k, v in embedder.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+    }
+    start = time.perf_counter()
+    with atomic_path(f"{work_dir}/checkpoint.pt") as tmp:
+        torch.save(state, tmp)
+    return time.perf_counter() - start
+
+
 def time_interleaved(path, n, k, batch, max_prompt_tokens, rows_per_forward, threads, queue):
     """All three steps in one process on the same models, interleaved batch by batch in a
     rotating order, so that a slow patch of the machine hits every kind alike. Returns each
-    kind's median step time and the median over batches of its time / Ft. Gen's."""
+    kind's median step time, the median over batches of its time / Ft. Gen's, and the median
+    split of its step into retrieval, forward, backward and the rest."""
+    timer = PartTimer()
+    _time_parts(timer)
     parts = _setup(path, n, k, threads)
     questions, embedder, generator = parts[0], parts[1], parts[2]
     generator.train()
@@ -131,21 +194,41 @@ def time_interleaved(path, n, k, batch, max_prompt_tokens, rows_per_forward, thr
     for kind in KINDS:  # warm-up
         steps[kind](batches[0]).backward()
     times = {kind: [] for kind in KINDS}
+    splits = {kind: [] for kind in KINDS}
     for i, qs in enumerate(batches[1:]):
         for kind in KINDS[i % 3 :] + KINDS[: i % 3]:
             generator.zero_grad(set_to_none=True)
             embedder.zero_grad(set_to_none=True)
+            timer.take()
             start = time.perf_counter()
-            steps[kind](qs).backward()
-            times[kind].append(time.perf_counter() - start)
+            loss = steps[kind](qs)
+            backward_start = time.perf_counter()
+            loss.backward()
+            end = time.perf_counter()
+            times[kind].append(end - start)
+            split = timer.take()
+            split["backward"] = end - backward_start
+            split["other"] = (end - start) - sum(split.values())
+            splits[kind].append(split)
     ratios = {
         kind: float(np.median(np.array(times[kind]) / np.array(times["ft_gen"])))
         for kind in KINDS[1:]
     }
+    parts_named = ("retrieval", "forward", "backward", "other")
+    with tempfile.TemporaryDirectory() as tmp:
+        save_s = checkpoint_save_seconds(parts, tmp)
     queue.put(
         {
             "step_seconds": {kind: float(np.median(t)) for kind, t in times.items()},
             "time_ratio": ratios,
+            "split_seconds": {
+                kind: {
+                    part: round(float(np.median([s.get(part, 0.0) for s in splits[kind]])), 3)
+                    for part in parts_named
+                }
+                for kind in KINDS
+            },
+            "checkpoint_save_seconds": round(save_s, 3),
         }
     )
 
@@ -194,6 +277,8 @@ def main() -> None:
             "questions_per_step": args.batch,
             "rows_per_forward": args.rows_per_forward,
             "step_seconds": timing["step_seconds"],
+            "split_seconds": timing["split_seconds"],
+            "checkpoint_save_seconds": timing["checkpoint_save_seconds"],
             "peak_rss_gb": memory,
             **{f"{kind}_time_ratio": timing["time_ratio"][kind] for kind in KINDS[1:]},
             **{f"{kind}_memory_ratio": memory[kind] / memory["ft_gen"] for kind in KINDS[1:]},
