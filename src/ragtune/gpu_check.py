@@ -194,26 +194,18 @@ def _retriever(workdir: Path, embedder, k: int = 3):
     return Retriever(index, store, ChunkStore([shard]), k)
 
 
-def check_joint(workdir: Path) -> str:
-    """A joint RAG-Token step, both models learning: the gradient reaches the query encoder
-    and the generator's adapters (under checkpointing, with the shared prefix)."""
-    from ragtune import models, runtime
-    from ragtune.training.generator import load_for_training
+JOINT_QUESTIONS = [
+    {"question": "What is the capital of France?", "answers": ["Paris"]},
+    {"question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
+]
+
+
+def _joint_step_loss(embedder, generator, tok, retriever):
+    """The joint RAG-Token loss of two questions, both models learning."""
     from ragtune.training.joint import joint_loss
 
-    embedder = models.load_embedder(_embedder_spec(workdir), device=runtime.device())
-    retriever = _retriever(workdir, embedder)
-    generator, tok = load_for_training(
-        str(_toy_generator(workdir)), "auto", 0.0, seed=0, gradient_checkpointing=True
-    )
-    generator.train()
-    embedder.train()
-    questions = [
-        {"question": "What is the capital of France?", "answers": ["Paris"]},
-        {"question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
-    ]
-    loss = joint_loss(
-        questions,
+    return joint_loss(
+        JOINT_QUESTIONS,
         embedder=embedder,
         generator=generator,
         tokenizer=tok,
@@ -224,6 +216,22 @@ def check_joint(workdir: Path) -> str:
         train_embedder=True,
         train_generator=True,
     )
+
+
+def check_joint(workdir: Path) -> str:
+    """A joint RAG-Token step, both models learning: the gradient reaches the query encoder
+    and the generator's adapters (under checkpointing, with the shared prefix)."""
+    from ragtune import models, runtime
+    from ragtune.training.generator import load_for_training
+
+    embedder = models.load_embedder(_embedder_spec(workdir), device=runtime.device())
+    retriever = _retriever(workdir, embedder)
+    generator, tok = load_for_training(
+        str(_toy_generator(workdir)), "auto", 0.0, seed=0, gradient_checkpointing=True
+    )
+    generator.train()
+    embedder.train()
+    loss = _joint_step_loss(embedder, generator, tok, retriever)
     loss.backward()
     lora = sum(float(p.grad.abs().sum()) for p in generator.parameters() if p.grad is not None)
     embed = sum(float(p.grad.abs().sum()) for p in embedder.parameters() if p.grad is not None)
@@ -400,15 +408,10 @@ def check_joint_4bit_gradients(workdir: Path) -> str:
     from peft import PeftModel
 
     from ragtune import models, runtime
-    from ragtune.training.joint import joint_loss
 
     adapter = _trained_qlora_adapter(workdir)
     embedder = models.load_embedder(_embedder_spec(workdir), device=runtime.device())
     retriever = _retriever(workdir, embedder)
-    questions = [
-        {"question": "What is the capital of France?", "answers": ["Paris"]},
-        {"question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
-    ]
     grads, dtype = {}, None
     for base in ("4bit", "dequantized"):
         generator, tok = models.load_generator(str(_toy_generator(workdir)), "auto", quantize="nf4")
@@ -417,18 +420,7 @@ def check_joint_4bit_gradients(workdir: Path) -> str:
         generator = PeftModel.from_pretrained(generator, str(adapter), is_trainable=True)
         dtype = next(p.dtype for n, p in generator.named_parameters() if "lora" not in n)
         embedder.zero_grad(set_to_none=True)
-        loss = joint_loss(
-            questions,
-            embedder=embedder,
-            generator=generator,
-            tokenizer=tok,
-            retriever=retriever,
-            loss="rag_token",
-            scale=20.0,
-            max_prompt_tokens=128,
-            train_embedder=True,
-            train_generator=True,
-        )
+        loss = _joint_step_loss(embedder, generator, tok, retriever)
         loss.backward()
         named = [(n, p) for n, p in generator.named_parameters() if p.grad is not None]
         named += [(f"encoder.{n}", p) for n, p in embedder.named_parameters() if p.grad is not None]
