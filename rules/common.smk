@@ -31,8 +31,10 @@ CONDA_ENV = {"cpu": "../envs/ragtune.yaml", "gpu": "../envs/ragtune-gpu.yaml"}[
 ]
 CORPUS = config["corpus"]["name"]
 SHARDS = [f"{i:03d}" for i in range(config["corpus"]["shards"])]
-DATASETS = list(config["datasets"])
-PIPELINES = config["pipelines"]
+# Sorted: the tables, captions and labels list them in one order whatever the config's key
+# order, so a reordered config re-makes nothing (rule_settings.canonical does the params).
+DATASETS = sorted(config["datasets"])
+PIPELINES = dict(sorted(config["pipelines"].items()))
 EVAL_SPLITS = config["evaluation"]["splits"]
 # Training reads the base embedder's retrieval of train; every run is evaluated on EVAL_SPLITS.
 BASE_RETRIEVAL_SPLITS = ["train", *EVAL_SPLITS]
@@ -403,7 +405,7 @@ CONFIG_LABEL = "config md5 {md5} (report/config.yaml); pipelines: {pipes}; datas
     ),
     data=", ".join(
         f"{d} (validation n={split_size(v['splits']['validation'])})"
-        for d, v in config["datasets"].items()
+        for d, v in sorted(config["datasets"].items())
     ),
 )
 # Our models and scale, beside the paper's in the comparison table.
@@ -415,7 +417,7 @@ SETUP_LABEL = "{pipes}; top-{k}; validation n = {n}".format(
     k=config["retrieval"]["k"],
     n=", ".join(
         f"{d} {split_size(v['splits']['validation'])}"
-        for d, v in config["datasets"].items()
+        for d, v in sorted(config["datasets"].items())
     ),
 )
 # Pipelines that reproduce one of the paper's, for the per-pipeline comparison.

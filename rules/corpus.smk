@@ -16,7 +16,9 @@ rule download_corpus:
         CONDA_ENV
     params:
         # chunking is chunk_corpus's: editing it does not download again
-        corpus={k: v for k, v in config["corpus"].items() if k != "chunking"},
+        corpus=ragtune_rule_settings.canonical(
+            {k: v for k, v in config["corpus"].items() if k != "chunking"}
+        ),
         shards=len(SHARDS),
         seed=config["seed"],
     script:
@@ -36,6 +38,6 @@ rule chunk_corpus:
     conda:
         CONDA_ENV
     params:
-        chunking=lookup(dpath="corpus/chunking", within=config),
+        chunking=ragtune_rule_settings.canonical(config["corpus"]["chunking"]),
     script:
         "../workflow/scripts/chunk_corpus.py"

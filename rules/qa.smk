@@ -14,7 +14,9 @@ rule prepare_qa:
     conda:
         CONDA_ENV
     params:
-        dataset=lambda wc: config["datasets"][wc.dataset],
+        dataset=lambda wc: ragtune_rule_settings.canonical(
+            config["datasets"][wc.dataset]
+        ),
         seed=config["seed"],
     script:
         "../workflow/scripts/prepare_qa.py"

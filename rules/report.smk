@@ -35,8 +35,8 @@ rule tables:
         rows=table_rows,
         caption=CONFIG_LABEL,
         setup=SETUP_LABEL,
-        paper_matches=PAPER_MATCHES,
-        bootstrap=config["evaluation"]["bootstrap"],
+        paper_matches=ragtune_rule_settings.canonical(PAPER_MATCHES),
+        bootstrap=ragtune_rule_settings.canonical(config["evaluation"]["bootstrap"]),
         seed=config["seed"],
     script:
         "../workflow/scripts/tables.py"
@@ -69,7 +69,7 @@ rule figures:
         curves=chosen_loss_curves,
         caption=CONFIG_LABEL,
         rows=table_rows,
-        bootstrap=config["evaluation"]["bootstrap"],
+        bootstrap=ragtune_rule_settings.canonical(config["evaluation"]["bootstrap"]),
         seed=config["seed"],
     script:
         "../workflow/scripts/figures.py"
@@ -89,9 +89,9 @@ rule report_config:
     conda:
         CONDA_ENV
     params:
-        config=RESULT_CONFIG,
+        config=ragtune_rule_settings.canonical(RESULT_CONFIG),
         files=CONFIG_LABEL,
-        demo_source=DEMO_SOURCE,
+        demo_source=ragtune_rule_settings.canonical(DEMO_SOURCE),
     script:
         "../workflow/scripts/report_config.py"
 

@@ -98,3 +98,25 @@ def test_a_checkpoint_fingerprint_ignores_speed_knobs():
 
     assert print_of(knobs) == print_of(base)
     assert print_of(shaped) != print_of(base)
+
+
+@pytest.mark.parametrize("name", ["config", "gain", "paper"])
+def test_every_rules_settings_are_the_same_for_a_reordered_config(name):
+    """The params half of "a reordered config re-runs nothing": each rule's trigger settings
+    have one repr whatever the key order of the shipped config they come from."""
+    import yaml
+    from snakemake.utils import validate
+
+    from helpers import REPO
+    from ragtune.rule_settings import TRIGGERS, triggers
+
+    def reordered(value):
+        if isinstance(value, dict):
+            return {k: reordered(value[k]) for k in reversed(list(value))}
+        return value
+
+    config = yaml.safe_load((REPO / f"config/{name}.yaml").read_text())
+    validate(config, str(REPO / "config/schema.yaml"))
+    other = reordered(config)
+    for rule in TRIGGERS:
+        assert repr(triggers(other, rule)) == repr(triggers(config, rule)), rule

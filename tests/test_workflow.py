@@ -305,6 +305,19 @@ def _planned(cfg, results, tmp_path, name):
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
 
 
+def test_the_same_config_in_another_key_order_plans_nothing(tiny_run, tmp_path):
+    """Every dict reversed (a yaml.safe_dump round trip sorts them): Snakemake compares params
+    by repr, which follows key order, so this once re-ran everything from prepare_qa down."""
+
+    def reordered(value):
+        if isinstance(value, dict):
+            return {k: reordered(value[k]) for k in reversed(list(value))}
+        return value
+
+    cfg, results, _ = tiny_run
+    assert _planned(reordered(cfg), results, tmp_path, "reordered") == {}
+
+
 def test_each_edit_re_runs_exactly_what_reads_it(tiny_run, tmp_path):
     """Params are Snakemake re-run triggers: each rule gets only the keys that shape its
     outputs, and speed-only knobs none."""

@@ -73,6 +73,19 @@ RUN_TIME: dict[str, list[str]] = {
 }
 
 
+def canonical(value: Any) -> Any:
+    """``value`` with every dict's keys sorted, recursively. Snakemake compares a job's params
+    by their ``repr``, and a dict's repr follows its key order: a config with the same content
+    in another key order (``yaml.safe_dump`` sorts keys) re-ran every rule from prepare_qa
+    down. Every dict a rule passes as params goes through here. Lists keep their order: theirs
+    is content."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list | tuple):
+        return type(value)(canonical(v) for v in value)
+    return value
+
+
 def pick(config: dict[str, Any], keys: list[str]) -> dict[str, Any]:
     """The nested sub-dict of ``config`` holding only the dotted ``keys``."""
     out: dict[str, Any] = {}
@@ -103,7 +116,7 @@ def triggers(config: dict[str, Any], rule: str) -> dict[str, Any]:
         keys = keys + DECODING_TRIGGERS
     if rule in GENERATOR_TRAINING and config["training"]["dtype"] != "auto":
         keys = keys + DTYPE_TRIGGERS
-    return pick(config, keys)
+    return canonical(pick(config, keys))
 
 
 def settings(smk: Any) -> dict[str, Any]:
