@@ -418,6 +418,7 @@ def check_joint_4bit_gradients(workdir: Path) -> str:
         if base == "dequantized":
             generator = generator.dequantize()
         generator = PeftModel.from_pretrained(generator, str(adapter), is_trainable=True)
+        generator.train()  # as training runs it (an eval-mode 4-bit layer may take another kernel)
         dtype = next(p.dtype for n, p in generator.named_parameters() if "lora" not in n)
         embedder.zero_grad(set_to_none=True)
         loss = _joint_step_loss(embedder, generator, tok, retriever)
