@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -76,6 +77,15 @@ def test_an_atomic_write_never_removes_a_folder_above_its_output(tmp_path):
     ):
         pass
     assert canary.read_text() == "keep me"
+
+
+def test_a_results_folder_above_the_checkout_is_still_writable(tmp_path, monkeypatch):
+    """Only the last part of a path is checked: `results: ../elsewhere` is a user's right."""
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    with atomic_path(Path("../elsewhere/models/gen"), is_dir=True) as tmp:
+        (tmp / "config.json").write_text("{}")
+    assert (tmp_path / "elsewhere/models/gen/config.json").exists()
 
 
 def test_names_of_the_layouts_own_folders_are_refused(mirror, tmp_path):

@@ -25,9 +25,12 @@ def _umask() -> int:
 
 def _owned(final: Path) -> Path:
     """``final`` itself, when it names one entry inside its folder: the only path an atomic
-    write may replace (and, for a folder, remove first). A path through '..' or ending in '.'
-    would name a folder above, such as the whole results folder."""
-    if final.name in ("", ".", "..") or ".." in final.parts:
+    write may replace (and, for a folder, remove first). A path ending in '..' or '.' would
+    name a folder above, such as the whole results folder. A '..' earlier in the path (a
+    results folder given as ``../elsewhere``) is fine: the last part still names an entry."""
+    if final.name in ("", ".", "..") or os.path.dirname(os.path.normpath(final)) != (
+        os.path.normpath(final.parent)
+    ):
         raise ValueError(
             f"refusing to write {final}: it resolves to {final.resolve()}, not to an entry of "
             f"its folder {final.parent}; a name in the config ('..'?) made this path"
