@@ -16,13 +16,14 @@ config/paper.yaml's: micro-batches, prompt caps, k, the generation batch.
   ``max_memory_reserved``, the model loaded) and estimated by the memory plan's estimator for
   the same cut model: ``memory_rel_error_max`` is the worst relative error (goal <= 0.10). The
   two depths extrapolate per layer (a + b x L, as the plan does) to the full depth:
-  ``full_depth_peak_gb`` per job against 0.9 x 24 GB (the paper's A10s).
+  ``full_depth_peak_gb`` per job against 0.9 x 24 GB (the paper's A10s, §3).
 - **fragmentation**: reserved / allocated at the peak over 30 Ft. Gen. micro-batches of varying
   length (``fragmentation_ratio``).
 - **throughput** (Llama-3-8B's full depth, 4-bit): QLoRA Ft. Gen. tokens/s
-  (``qlora_tokens_per_s``; anchors: 2,415 tokens/s per A100 with HF + peft, 3,726 with
-  unsloth), the joint step's time over Ft. Gen.'s at k = 5 (``joint_over_ft_gen``, goal <=
-  1.2), evaluation tokens/s (``eval_tokens_per_s``, prompt and generated tokens).
+  (``qlora_tokens_per_s``; anchors quoted by issue 28, not measured here: 2,415 tokens/s per
+  A100 with HF + peft, 3,726 with unsloth), the joint step's time over Ft. Gen.'s at k = 5
+  (``joint_over_ft_gen``, goal <= 1.2), evaluation tokens/s (``eval_tokens_per_s``, prompt
+  and generated tokens).
 
 Without a CUDA GPU each of these is ``"SKIPPED"`` (every key is present) and the command exits
 0; what runs anywhere runs: the memory plan's full-depth estimate of every paper job
