@@ -58,9 +58,11 @@ rule all:
 
 
 # Before the first job (not on a dry run): every Hub source a pending job reads exists, and
-# the Hub answers or the local cache holds it. One message, instead of a failure in a job log.
+# the Hub answers or the local cache holds it; on SLURM, every job fits a node and its end can
+# be seen. One message, instead of a failure in a job log or a job pending for ever.
 onstart:
     check_hub_sources()
+    check_slurm()
 
 
 # `make run` prints the summary itself, once the report is built (rule summary).

@@ -12,6 +12,7 @@ from ragtune import models as ragtune_models
 from ragtune import plan as ragtune_plan
 from ragtune import rule_settings as ragtune_rule_settings
 from ragtune import scheduling as ragtune_scheduling
+from ragtune import slurm as ragtune_slurm
 from ragtune.memory import plan as ragtune_memory_plan
 from ragtune.retrieval import index as ragtune_faiss_index
 from ragtune.report import summary as ragtune_summary
@@ -462,3 +463,16 @@ def print_summary(log_file=None):
 def check_hub_sources():
     rules_to_run = {job.rule.name for job in workflow.dag.needrun_jobs()}
     ragtune_hub.check(config, rules_to_run)
+
+
+def check_slurm():
+    """On the SLURM executor only: every pending job fits a node of its partition, and the
+    status command can see jobs end (ragtune.slurm), before anything is submitted."""
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.name != "slurm":
+        return
+    ragtune_slurm.preflight(
+        workflow.dag.needrun_jobs(),
+        workflow.executor_settings,
+        Path(".snakemake") / "ragtune-slurm-bin",
+    )

@@ -18,6 +18,15 @@ echo "$((1000 + $(wc -l < "$SBATCH_LOG")))"
 """
 # Status queries find nothing: the test stops the run once its jobs are submitted.
 QUERY = "#!/bin/sh\nexit 0\n"
+# One 8-GPU node in partitions cpu and gpu, without accounting (tests/test_slurm.py has a real one).
+SCONTROL = """#!/bin/sh
+case "$2" in
+node) echo "NodeName=n1 CPUTot=64 RealMemory=512000 Gres=gpu:a100:8 Partitions=cpu,gpu" ;;
+partition) echo "PartitionName=cpu Default=YES Nodes=n1"
+           echo "PartitionName=gpu Default=NO Nodes=n1" ;;
+config) printf "MinJobAge = 300 sec\\nAccountingStorageType = accounting_storage/none\\n" ;;
+esac
+"""
 
 
 @pytest.fixture
@@ -25,7 +34,8 @@ def slurm_path(tmp_path):
     """A PATH with stub sbatch, sacct and squeue in front, and the file sbatch records to."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, body in (("sbatch", SBATCH), ("sacct", QUERY), ("squeue", QUERY)):
+    for name, body in (("sbatch", SBATCH), ("sacct", QUERY), ("squeue", QUERY),
+                       ("scontrol", SCONTROL)):  # fmt: skip
         (bin_dir / name).write_text(body)
         (bin_dir / name).chmod(0o755)
     log = tmp_path / "sbatch.log"
@@ -104,6 +114,11 @@ def test_slurm_gpu_jobs_ask_sbatch_for_gpus(tiny, slurm_path):
         output = proc.communicate()[0]
     calls = log.read_text().splitlines() if log.exists() else []
     assert len(calls) == 2, output[-3000:]
+    # ragtune's preflight read the (stub) cluster and picked squeue: it has no accounting.
+    assert (
+        "ragtune: SLURM job status through squeue (MinJobAge=300 s, accounting storage off)"
+        in output
+    )
     for call, shard in zip(sorted(calls, key=lambda c: "001" in c), ("000", "001"), strict=True):
         assert f"embed_corpus:embedder=minilm,shard={shard}" in call
         assert " --gpus=a100:1" in call and " -p gpu " in call
