@@ -127,6 +127,36 @@ def test_inside_a_slurm_allocation_jobs_claim_distinct_gpus(fake_pool, monkeypat
     assert gpu.lock_dir().name.endswith("-slurm43")
 
 
+def test_slurm_granted_but_unbound_gpus_are_read_from_slurm_job_gpus(fake_pool, monkeypatch):
+    """gres.conf without File=: SLURM grants GPUs 5 and 6 but sets no CUDA_VISIBLE_DEVICES.
+    The job takes what it was granted, in nvidia-smi's numbering, not the node's GPU 0."""
+    monkeypatch.setenv("SLURM_JOB_ID", "44")
+    monkeypatch.delenv(gpu.POOL_ENV)
+    monkeypatch.setenv("SLURM_JOB_GPUS", "5,6")
+    monkeypatch.setattr(gpu, "_nvidia_smi_ids", lambda: [str(i) for i in range(8)])
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    claim = gpu.claim(2)
+    assert claim.ids == ["5", "6"] and os.environ["CUDA_VISIBLE_DEVICES"] == "5,6"
+    assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setenv("SLURM_STEP_GPUS", "7")  # inside an srun step, the step's own
+    assert gpu.visible_gpu_ids() == ["7"]
+
+
+def test_a_slurm_job_that_would_guess_its_gpus_fails_naming_the_fix(fake_pool, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "45")
+    monkeypatch.delenv(gpu.POOL_ENV)
+    for var in gpu.SLURM_GPU_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(gpu, "_nvidia_smi_ids", lambda: [str(i) for i in range(8)])
+    with pytest.raises(gpu.UnboundSlurmGpusError, match="SLURM_JOB_GPUS.*File= in gres.conf"):
+        gpu.claim(1)
+    assert gpu.claim(0).ids == []  # a CPU job is never refused
+    monkeypatch.setattr(gpu, "_nvidia_smi_ids", lambda: [])
+    monkeypatch.setattr(gpu, "_device_node_ids", lambda: [])
+    assert gpu.claim(1).ids == []  # and a node without GPUs runs on the CPU, as anywhere
+
+
 RANK_SCRIPT = textwrap.dedent(
     """
     import os, subprocess, sys, time

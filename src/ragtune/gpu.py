@@ -8,9 +8,13 @@ SIGKILL, so a killed job never strands a GPU.
 - A job that asks for no GPU is given none (``CUDA_VISIBLE_DEVICES=""``): it must not sit on
   a GPU that the scheduler counted as free.
 - Under SLURM a job submitted on its own (the SLURM executor) sees exactly the GPUs it asked
-  for, bound by the scheduler: nothing to claim. Inside one allocation that runs many jobs
-  (``salloc`` / ``sbatch`` + the local profile) the job sees the whole allocation's GPUs and
-  claims from them like on any node, in a lock folder of that allocation.
+  for, bound by the scheduler: nothing to claim. Where SLURM grants GPUs without binding them
+  (gres.conf without ``File=``, so no ``CUDA_VISIBLE_DEVICES``), the ids it granted are read
+  from ``SLURM_STEP_GPUS`` / ``SLURM_JOB_GPUS``; a SLURM job with neither may not guess, since
+  two jobs on one node would both take GPU 0, and fails with what to fix.
+- Inside one allocation that runs many jobs (``salloc`` / ``sbatch`` + the local profile) the
+  job sees the whole allocation's GPUs and claims from them like on any node, in a lock folder
+  of that allocation.
 - The ranks that ``torchrun`` starts take a shared lock on their GPUs' rank locks
   (:func:`hold_for_ranks`), and a GPU counts as free only when no rank holds it: if only the
   launching process dies, its GPUs stay taken while its ranks run.
@@ -90,14 +94,45 @@ def _device_node_ids() -> list[str]:
     return sorted((m.group(1) for m in nodes if m), key=int)
 
 
+def _ids(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "-1"]
+
+
+# The GPUs SLURM granted a job (physical ids, as nvidia-smi numbers them), for steps that
+# SLURM did not bind through CUDA_VISIBLE_DEVICES.
+SLURM_GPU_VARS = ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS")
+
+
+def slurm_granted_ids() -> list[str] | None:
+    for var in SLURM_GPU_VARS:
+        value = os.environ.get(var)
+        if value:
+            return _ids(value)
+    return None
+
+
 def visible_gpu_ids() -> list[str]:
     """The ids this job may choose from, without initialising CUDA."""
     for var in (POOL_ENV, "CUDA_VISIBLE_DEVICES"):
         value = os.environ.get(var)
         if value is not None:
-            return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "-1"]
+            return _ids(value)
+    if under_slurm() and (granted := slurm_granted_ids()) is not None:
+        # CUDA numbers GPUs fastest first unless told otherwise; SLURM's ids are nvidia-smi's
+        # (PCI bus order), so CUDA must number them the same way.
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        return granted
     ids = _nvidia_smi_ids()
     return ids if ids is not None else _device_node_ids()
+
+
+class UnboundSlurmGpusError(RuntimeError):
+    """A SLURM job that would have to guess which of the node's GPUs are its own."""
+
+
+def _unbound_under_slurm() -> bool:
+    bound = POOL_ENV in os.environ or "CUDA_VISIBLE_DEVICES" in os.environ
+    return under_slurm() and not bound and slurm_granted_ids() is None
 
 
 def under_slurm() -> bool:
@@ -133,6 +168,14 @@ def claim(n: int, *, timeout: float | None = None, poll: float = 1.0) -> Claim:
     if n <= 0:
         hide_gpus()
         return Claim([])
+    if _unbound_under_slurm() and visible_gpu_ids():
+        raise UnboundSlurmGpusError(
+            f"this SLURM job (SLURM_JOB_ID={os.environ['SLURM_JOB_ID']}) asks for gpu={n}, but "
+            "SLURM set neither CUDA_VISIBLE_DEVICES nor SLURM_JOB_GPUS, so the node's GPUs "
+            "it was granted are unknown and another job may hold them: submit with the "
+            "profile's `gpu` resource (sbatch --gpus), or have the site list each GPU with "
+            "File= in gres.conf so that SLURM binds them"
+        )
     pool = visible_gpu_ids()
     if not pool:
         log.info("no GPU visible: running on CPU")
