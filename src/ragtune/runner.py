@@ -13,15 +13,37 @@ gets the same object; the job's process claims the GPUs and waits for its ranks.
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("ragtune")
+
+# A rehearsal of a cluster's GPU scheduling on a host without usable GPUs (a CPU partition
+# with gres declared, or the test suite's one-node SLURM): GPU ids are claimed and logged as
+# on a GPU node, then hidden, and the job runs on the CPU.
+REHEARSE_ENV = "RAGTUNE_REHEARSE_GPUS"
+
+
+def keep_attempt(log_path: str) -> Path | None:
+    """A second name for this attempt's log, ``<log>.attempt-<n>``: Snakemake deletes a job's
+    log before each retry, and the hard link keeps this attempt's lines should it fail or be
+    killed (even by SIGKILL). Removed again when the attempt succeeds, so every
+    ``.attempt-<n>`` file is one attempt that did not, numbered in order."""
+    path = Path(log_path)
+    n = 1 + len(list(path.parent.glob(f"{glob.escape(path.name)}.attempt-*")))
+    link = path.with_name(f"{path.name}.attempt-{n}")
+    try:
+        os.link(path, link)
+    except OSError:  # a file system without hard links: the log alone, as before
+        return None
+    return link
 
 
 def _configure_logging(stream, tag: str = "") -> None:
@@ -46,6 +68,7 @@ def run(smk: Any, step: Callable[[Any], None], *, distributed: bool = False) -> 
     # Closed by the ExitStack below (sys.stderr, the fallback, must stay open).
     stream = open(log_path, "a", buffering=1, encoding="utf-8") if log_path else sys.stderr  # noqa: SIM115
     worker = ddp.in_worker()
+    attempt_link = keep_attempt(log_path) if log_path and not worker else None
     n_gpu = int(getattr(smk.resources, "gpu", 0) or 0)
     with contextlib.ExitStack() as stack:
         if log_path:
@@ -80,7 +103,14 @@ def run(smk: Any, step: Callable[[Any], None], *, distributed: bool = False) -> 
                 from ragtune import gpu
 
                 claim = gpu.claim(n_gpu)
-                if claim.ids:
+                if claim.ids and os.environ.get(REHEARSE_ENV) == "1":
+                    log.info(
+                        "claimed GPU(s) %s; %s=1: running on the CPU",
+                        ",".join(claim.ids),
+                        REHEARSE_ENV,
+                    )
+                    gpu.hide_gpus()
+                elif claim.ids:
                     log.info("claimed GPU(s) %s", ",".join(claim.ids))
                     runtime.check_cuda_usable(claim.ids)
                 if distributed and n_gpu > 1:
@@ -93,3 +123,5 @@ def run(smk: Any, step: Callable[[Any], None], *, distributed: bool = False) -> 
             log.error("rule failed:\n%s", traceback.format_exc())
             raise
         log.info("rule finished in %.1f s", time.time() - start)
+    if attempt_link is not None:
+        attempt_link.unlink(missing_ok=True)
