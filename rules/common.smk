@@ -231,13 +231,13 @@ def joint_lrs(wildcards):
 def joint_generator_inputs(wildcards):
     """A joint run's starting generator: the base, or (2-Phase) its first phase's adapter."""
     inputs = base_generator_inputs(wildcards.pipeline)
-    if ragtune_plan.STRATEGIES[wildcards.strategy].after:
+    if PLAN.after(wildcards.strategy):
         inputs.append(PLAN.tuned_generator(**_run(wildcards))[0])
     return inputs
 
 
 def joint_generator_spec(wildcards):
-    if ragtune_plan.STRATEGIES[wildcards.strategy].after:
+    if PLAN.after(wildcards.strategy):
         return PLAN.tuned_generator(**_run(wildcards))[1]
     return base_generator_spec(wildcards.pipeline)
 
@@ -333,6 +333,9 @@ def chosen_loss_curves(wildcards=None):
                     job for run in runs for job in reversed(PLAN.training_runs(st, run))
                 ]:
                     folder = PLAN.model_dir(d, p, job_st, job_lrs)
+                    # 2-Phase's phase 1 may be Ft. Gen.'s run, already drawn
+                    if any(c["folder"] == folder for c in curves):
+                        continue
                     curves.append(
                         {
                             "dataset": d,
@@ -398,7 +401,8 @@ RESULT_CONFIG = ragtune_rule_settings.result_config(config)
 CONFIG_MD5 = hashlib.md5(
     json.dumps(RESULT_CONFIG, sort_keys=True).encode()
 ).hexdigest()[:10]
-CONFIG_LABEL = "config md5 {md5} (report/config.yaml); pipelines: {pipes}; datasets: {data}; decoding: {decoding}".format(
+CONFIG_LABEL = "config md5 {md5} (report/config.yaml); pipelines: {pipes}; datasets: {data}; decoding: {decoding}{two_phase}".format(
+    two_phase=f"; {PLAN.two_phase_note()}" if PLAN.two_phase_note() else "",
     decoding=config["evaluation"]["decoding"],
     md5=CONFIG_MD5,
     pipes=", ".join(

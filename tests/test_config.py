@@ -307,3 +307,37 @@ def test_an_ivf_index_with_too_few_training_vectors_fails_the_plan(cfg):
     cfg["retrieval"].update(index_factory="IVF16,PQ8x4", train_size=600)
     with pytest.raises(ConfigError, match="PQ8x4 .* 39 x 16 = 624"):
         _checked(cfg)
+
+
+def test_two_phase_phase_1_is_checked_before_any_job(cfg):
+    from ragtune.config import ConfigError
+
+    two_phase = cfg["strategies"]["two_phase"]
+    assert two_phase["phase1"] == "ft_gen" and "gen_lrs" not in two_phase
+    two_phase["gen_lrs"] = [1e-4]
+    with pytest.raises(ConfigError, match="gen_lrs would be unused: drop it, or set "
+                       "strategies.two_phase.phase1: rag_token"):  # fmt: skip
+        _checked(cfg)
+    two_phase["phase1"] = "rag_token"
+    _checked(cfg)
+    del two_phase["gen_lrs"]
+    with pytest.raises(ConfigError, match="give strategies.two_phase.gen_lrs"):
+        _checked(cfg)
+    two_phase["phase1"] = "ft_gen"
+    del cfg["strategies"]["ft_gen"]
+    with pytest.raises(ConfigError, match="strategies.ft_gen.lrs is not set"):
+        _checked(cfg)
+
+
+def test_two_phase_phase_1_as_its_own_rag_token_grid_plans_its_joint_jobs(cfg, tmp_path):
+    """phase1: rag_token trains phase 1 as a RAG-Token grid (train_joint, generator only)
+    before any other grid is selected; the default plans no joint job that early."""
+    out = _dry_run(cfg, tmp_path)
+    assert (
+        out.returncode == 0 and "two_phase_1" not in out.stdout and "train_joint" not in out.stdout
+    )
+    cfg["strategies"]["two_phase"].update(phase1="rag_token", gen_lrs=[3e-4, 1e-3])
+    out = _dry_run(cfg, tmp_path)
+    assert out.returncode == 0, out.text[-3000:]
+    for lrs in ("g3e-04", "g1e-03"):
+        assert f"hotpotqa/minilm-smollm2/two_phase_1/{lrs}/model" in out.stdout

@@ -26,19 +26,49 @@ def test_paper_config_dry_run_plans_full_scale():
     lrs_gen = len(cfg["strategies"]["ft_gen"]["lrs"])
     assert counts["train_embedder"] == datasets * embedders * lrs_embed
     assert counts["train_generator"] == datasets * pipelines * lrs_gen
-    two_phase = cfg["strategies"]["two_phase"]
-    phase1 = len(two_phase["gen_lrs"])
-    # 2-Phase's phase 1 is planned at once; phase 2 and RAG-Seq./RAG-Tok. (which reuse the
-    # 2-Phase LRs, as in the paper) wait for phase 1's and phase 2's winners.
+    # 2-Phase's phase 1 is Ft. Gen.'s winner (phase1: ft_gen): no joint job can be planned
+    # before Ft. Gen.'s grid is selected. Phase 2 and RAG-Seq./RAG-Tok. (which reuse the
+    # 2-Phase LRs, as in the paper) wait for the winners.
+    assert cfg["strategies"]["two_phase"]["phase1"] == "ft_gen"
     assert cfg["strategies"]["rag_seq"] == cfg["strategies"]["rag_tok"] == {"lrs_from": "two_phase"}
-    assert counts["train_joint"] == datasets * pipelines * phase1
-    # ft_embed, ft_gen, two_phase_1 and two_phase each select a winner
-    assert counts["select_lr"] == datasets * pipelines * 4
+    assert "train_joint" not in counts
+    # ft_embed, ft_gen and two_phase each select a winner
+    assert counts["select_lr"] == datasets * pipelines * 3
     # Before the grids are selected, the plan holds No Ft. on every split and each grid point
     # on validation; the winners' test runs and Indp. join once select_lr has run.
-    assert counts["evaluate"] == datasets * pipelines * (splits + lrs_embed + lrs_gen + phase1)
+    assert counts["evaluate"] == datasets * pipelines * (splits + lrs_embed + lrs_gen)
     assert "convert_generator" not in counts  # Hub generators load directly
     assert cfg["corpus"]["source"] == {"hub": "MedRAG/wikipedia", "split": "train"}
+
+
+def _joint_jobs(cfg) -> int:
+    """Every train_joint job of the whole run (each grid once), through the plan itself,
+    with every grid's winner its first point."""
+    from ragtune import plan as P
+
+    plan = P.Plan(cfg, lambda d, p, st: plan.grid_lrs(d, p, st)[0])
+    jobs = set()
+    for d in cfg["datasets"]:
+        for p in cfg["pipelines"]:
+            for st in plan.rows:
+                for g_st, lrs in plan.grid_points(d, p, st):
+                    if P.STRATEGIES[g_st].job == "train_joint":
+                        jobs.add((d, p, g_st, lrs))
+    return len(jobs)
+
+
+def test_phase_1_as_ft_gen_saves_the_paper_72_joint_runs():
+    """The paper's 2 datasets x 4 pipelines x 9 phase-1 LRs: 72 RAG-Token runs that
+    phase1: rag_token trains and phase1: ft_gen (the default) does not."""
+    cfg = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    ft_gen = _joint_jobs(cfg)
+    cfg["strategies"]["two_phase"].update(
+        phase1="rag_token", gen_lrs=cfg["strategies"]["ft_gen"]["lrs"]
+    )
+    assert _joint_jobs(cfg) - ft_gen == 2 * 4 * 9 == 72
+    # What remains: 2-Phase's phase 2 (9 embedder LRs) and one RAG-Seq. and one RAG-Tok. run
+    # per pipeline and dataset.
+    assert ft_gen == 2 * 4 * (9 + 1 + 1)
 
 
 def test_gain_config_plans_only_the_independent_strategies_on_validation(tmp_path):

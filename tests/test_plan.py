@@ -7,7 +7,8 @@ from ragtune import plan as P
 STRATEGIES = {
     "ft_embed": {"lrs": [3e-5, 1e-4]},
     "ft_gen": {"lrs": [3e-4, 1e-3]},
-    "two_phase": {"gen_lrs": [3e-4, 1e-3], "embed_lrs": [3e-5, 1e-4]},
+    # phase 1 as its own RAG-Token grid; the default (Ft. Gen.'s winner) is tested below
+    "two_phase": {"phase1": "rag_token", "gen_lrs": [3e-4, 1e-3], "embed_lrs": [3e-5, 1e-4]},
     "rag_seq": {"lrs_from": "two_phase"},
     "rag_tok": {"lrs_from": "two_phase"},
 }
@@ -68,6 +69,34 @@ def test_each_strategy_s_grid_and_winner():
     assert plan.chosen_lrs("d", "p", "no_ft") == "base"
     assert plan.chosen_lrs("d", "p", "indp") == "e1e-04_g3e-04"
     assert plan.chosen_lrs("d", "p", "rag_seq") == "e3e-05_g1e-03"  # 2-Phase's winners
+
+
+def test_two_phase_s_phase_1_is_ft_gen_s_winner_by_default():
+    """phase1: ft_gen (the default): no phase-1 job, no phase-1 grid; phase 2 trains on Ft.
+    Gen.'s winning adapter, at its LR, and the row's time and grid add Ft. Gen.'s."""
+    default = {**STRATEGIES, "two_phase": {"embed_lrs": [3e-5, 1e-4]}}
+    plan, asked = make(default, {**WINNERS, "two_phase": "e3e-05_g3e-04"})
+    assert plan.phase1 == "ft_gen" and "two_phase_1" not in plan.active
+    assert plan.selected == ["ft_embed", "ft_gen", "two_phase"]
+    assert plan.grid_lrs("d", "p", "two_phase") == ["e3e-05_g3e-04", "e1e-04_g3e-04"]
+    assert asked == ["ft_gen"]  # Ft. Gen.'s winner is phase 1
+    assert plan.grid_points("d", "p", "two_phase") == [
+        ("ft_gen", "g3e-04"),
+        ("ft_gen", "g1e-03"),
+        ("two_phase", "e3e-05_g3e-04"),
+        ("two_phase", "e1e-04_g3e-04"),
+    ]
+    assert plan.training_runs("two_phase", "e3e-05_g3e-04") == [
+        ("two_phase", "e3e-05_g3e-04"),
+        ("ft_gen", "g3e-04"),
+    ]
+    adapter = "res/d/p/ft_gen/lr3e-04/adapter"
+    assert plan.tuned_generator("d", "p", "two_phase", "e3e-05_g3e-04") == (adapter, adapter)
+    assert plan.joint_lrs("two_phase", "e3e-05_g3e-04") == {"embed": 3e-5, "gen": None}
+    assert plan.chosen_lrs("d", "p", "rag_tok") == "e3e-05_g3e-04"
+    # Without Ft. Gen. there is no phase 1 to take (config.check says so first).
+    no_gen = {k: v for k, v in default.items() if k != "ft_gen"}
+    assert "two_phase" not in make(no_gen)[0].active
 
 
 def test_the_search_behind_each_row():

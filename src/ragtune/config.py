@@ -75,6 +75,7 @@ def check(config: dict[str, Any]) -> None:
     problems += _check_models(config)
     problems += _check_corpus(config)
     problems += _check_index_training(config["retrieval"])
+    problems += _check_two_phase(config["strategies"])
     for name, dataset in config["datasets"].items():
         problems += _check_dataset(name, dataset)
     if problems:
@@ -128,6 +129,33 @@ def _check_index_training(retrieval) -> list[str]:
                 "use fewer centroids"
             )
     return out
+
+
+def _check_two_phase(strategies) -> list[str]:
+    """2-Phase's phase 1 is either Ft. Gen.'s winner, which needs Ft. Gen.'s grid, or its own
+    RAG-Token grid (gen_lrs); a gen_lrs that nothing would read is refused, not ignored."""
+    block = strategies.get("two_phase")
+    if block is None:
+        return []
+    phase1 = block.get("phase1", "ft_gen")
+    if phase1 == "ft_gen" and "gen_lrs" in block:
+        return [
+            "strategies.two_phase.gen_lrs: phase 1 is Ft. Gen.'s winning run (phase1: ft_gen, "
+            "the default), so gen_lrs would be unused: drop it, or set "
+            "strategies.two_phase.phase1: rag_token to search phase 1's own RAG-Token grid"
+        ]
+    if phase1 == "ft_gen" and not (strategies.get("ft_gen") or {}).get("lrs"):
+        return [
+            "strategies.two_phase: phase 1 is Ft. Gen.'s winning run (phase1: ft_gen), but "
+            "strategies.ft_gen.lrs is not set: give Ft. Gen. its grid, or set "
+            "strategies.two_phase.phase1: rag_token with gen_lrs"
+        ]
+    if phase1 == "rag_token" and not block.get("gen_lrs"):
+        return [
+            "strategies.two_phase.phase1 is rag_token, which searches phase 1's own grid: "
+            "give strategies.two_phase.gen_lrs"
+        ]
+    return []
 
 
 def _check_pipelines(config) -> list[str]:

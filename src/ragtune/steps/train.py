@@ -415,9 +415,11 @@ def train_joint(
             save_adapter(gen, tokenizer, tmp / "adapter")
 
     lrs = {"embedder": embed_lr, "generator": gen_lr}
+    # Which generator it started from: the base, or (2-Phase) phase 1's adapter.
     _finish(
-        out_dir, out_info, work, save, start, lrs, len(questions), history, loss=loss, seed=seed
-    )
+        out_dir, out_info, work, save, start, lrs, len(questions), history, loss=loss, seed=seed,
+        generator=generator,
+    )  # fmt: skip
 
 
 def _finish(out_dir, out_info, work: Path, save, start, lr, n, history, **extra) -> None:
