@@ -462,3 +462,17 @@ def test_attempts_of_another_run_are_not_counted(tmp_path):
     assert [round(s, -1) for s in loop.earlier_attempts(tmp_path)] == [40]
     loop._AttemptClock(path, {"lr": "b"}, started=time.time(), writes=True)
     assert loop.earlier_attempts(tmp_path) == []
+
+
+def test_the_optimizer_and_its_weight_decay_are_the_config_s():
+    """training.optimizer / weight_decay reach the loop: AdamW by default, without decay; SGD
+    on request; anything else is refused."""
+    def groups():  # torch writes its defaults into the groups it is given
+        return [{"params": [torch.nn.Parameter(torch.ones(3))], "lr": 0.1}]
+
+    adamw = loop.make_optimizer(loop.LoopConfig(), groups())
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["weight_decay"] == 0
+    sgd = loop.make_optimizer(loop.LoopConfig(optimizer="sgd", weight_decay=0.01), groups())
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["weight_decay"] == 0.01
+    with pytest.raises(ValueError, match="training.optimizer"):
+        loop.make_optimizer(loop.LoopConfig(optimizer="lion"), groups())

@@ -17,7 +17,12 @@ import copy
 from typing import Any
 
 _SEARCH = ["retrieval.k", "retrieval.nprobe", "retrieval.ef_search", "retrieval.rescore_factor"]
-_TRAINING = ["training.warmup_ratio"]
+_TRAINING = [
+    "training.warmup_ratio",
+    "training.optimizer",
+    "training.weight_decay",
+    "training.max_grad_norm",
+]
 _LORA = ["training.lora_dropout"]
 _RUN_TIME_TRAINING = ["training.checkpoint_every", "training.gradient_checkpointing"]
 

@@ -68,6 +68,9 @@ def _loop_config(training: dict, seed: int, grad_accum: int = 1, generator=None)
         grad_accum=grad_accum,
         warmup_ratio=training["warmup_ratio"],
         checkpoint_every=training["checkpoint_every"],
+        optimizer=training["optimizer"],
+        weight_decay=training["weight_decay"],
+        max_grad_norm=training["max_grad_norm"],
         seed=seed,
         loss_scaling=compute == "float16",
     )

@@ -78,10 +78,21 @@ class LoopConfig:
     warmup_ratio: float = 0.0
     checkpoint_every: int = 50  # optimizer steps (at most; see checkpoint_interval)
     max_grad_norm: float | None = 1.0
+    optimizer: str = "adamw"  # or "sgd"
+    weight_decay: float = 0.0
     seed: int = 0
     # Dynamic loss scaling, for float16 compute (GPUs without native bf16): float16 gradients
     # of a small loss underflow to zero without it.
     loss_scaling: bool = False
+
+
+def make_optimizer(cfg: LoopConfig, param_groups: list[dict]) -> torch.optim.Optimizer:
+    """The config's optimizer over the parameter groups (each with its own LR)."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(param_groups, weight_decay=cfg.weight_decay)
+    if cfg.optimizer != "adamw":
+        raise ValueError(f"training.optimizer: unknown optimizer {cfg.optimizer!r}")
+    return torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
 
 
 def fingerprint(files=(), **params) -> dict[str, str]:
@@ -153,7 +164,7 @@ def train(
             world - cfg.grad_accum,
         )
     params = [p for g in param_groups for p in g["params"]]
-    optimizer = torch.optim.AdamW(param_groups, weight_decay=0.0)
+    optimizer = make_optimizer(cfg, param_groups)
     steps_per_epoch = math.ceil(len(batches) / cfg.grad_accum)
     total = steps_per_epoch * cfg.epochs
     scheduler = linear_schedule(optimizer, total, int(cfg.warmup_ratio * total))
