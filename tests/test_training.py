@@ -122,6 +122,8 @@ def test_each_gold_article_gives_its_best_scoring_chunk_as_a_positive():
     # Question 1 has no gold chunk in the corpus; question 2's second article has none either.
     articles = [[[0, 2], [3, 4]], [], [[3], []]]
     assert choose_positives(q, articles, Store()) == [[2, 4], [], [3]]
+    # training.embedder.positives: per_question keeps the best-scored gold chunk only.
+    assert choose_positives(q, articles, Store(), "per_question") == [[2], [], [3]]
 
 
 def test_batches_never_repeat_a_positive():

@@ -36,6 +36,7 @@ TRIGGERS: dict[str, list[str]] = {
         "training.embedder.loss",
         "training.embedder.batch_size",
         "training.embedder.scale",
+        "training.embedder.positives",
         "training.embedder.hard_negatives",
     ],
     "train_generator": _TRAINING + _LORA + ["training.generator"],

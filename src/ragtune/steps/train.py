@@ -100,8 +100,8 @@ def train_embedder(
     base_vecs = encode(model, [q["question"] for q in questions], 64)
     articles = [[by_title[t] for t in q["gold_titles"]] for q in questions]
     gold = [[r for rows in a for r in rows] for a in articles]
-    positives = choose_positives(base_vecs, articles, store)
     cfg = training["embedder"]
+    positives = choose_positives(base_vecs, articles, store, cfg["positives"])
     negatives = [[] for _ in questions]
     if cfg["hard_negatives"]:
         if retrieved_path is None:

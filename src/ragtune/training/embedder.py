@@ -90,18 +90,24 @@ def query_slices(n: int, parts: int) -> list[tuple[int, int]]:
 
 
 def choose_positives(
-    base_query_vecs: np.ndarray, gold_rows_by_article: Sequence[Sequence[Sequence[int]]], store
+    base_query_vecs: np.ndarray,
+    gold_rows_by_article: Sequence[Sequence[Sequence[int]]],
+    store,
+    per: str = "per_gold_article",
 ) -> list[list[int]]:
     """For each question, one positive per gold article: that article's row with the highest
-    base score. Articles without a chunk in the corpus give none."""
+    base score (``per="per_question"``: only the best of those). Articles without a chunk in
+    the corpus give none."""
     out: list[list[int]] = []
     for q, articles in zip(base_query_vecs, gold_rows_by_article, strict=True):
         best = []
         for rows in articles:
             if rows:
                 scores = store.vectors(list(rows)) @ q
-                best.append(int(rows[int(np.argmax(scores))]))
-        out.append(best)
+                best.append((float(scores.max()), int(rows[int(np.argmax(scores))])))
+        if per == "per_question" and best:
+            best = [max(best)]
+        out.append([row for _, row in best])
     return out
 
 
