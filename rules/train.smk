@@ -37,7 +37,7 @@ rule train_embedder:
 rule train_generator:
     input:
         questions=f"{RESULTS}/{{dataset}}/qa/train.jsonl",
-        # Ft. Gen trains on what the *base* embedder retrieves, as in the paper.
+        # Ft. Gen trains on what the *base* embedder retrieves, as in the paper (§2.2).
         retrieved=lambda wc: base_retrieval(
             wc.dataset, embedder_of(wc.pipeline), "train"
         ),

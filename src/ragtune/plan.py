@@ -311,7 +311,7 @@ class Plan:
                 parts.update(parse_lrs(self.winner(dataset, pipeline, part)))
             return format_lrs(parts.get("e"), parts.get("g"))
         if s.borrows and not self._own_grid(strategy):
-            return self.winner(dataset, pipeline, s.borrows)  # the paper's way
+            return self.winner(dataset, pipeline, s.borrows)  # the paper's way (§2.5)
         return self.winner(dataset, pipeline, strategy)
 
     def grid_points(self, dataset: str, pipeline: str, strategy: str) -> list[tuple[str, str]]:

@@ -75,7 +75,7 @@ def collect(entries: Iterable[dict]) -> Results:
     """``entries``, one per table row: dataset, split, pipeline, embedder, generator, strategy,
     lrs, metrics (the path of its run's metrics.json, or one per seed), ``chosen`` (the jobs
     that trained the row's model: Indp. has the embedder's and the generator's, 2-Phase both
-    phases', so time is their sum, as in the paper; every seed's) and ``grid`` (one
+    phases', so time is their sum, as in the paper's Figure 3; every seed's) and ``grid`` (one
     {train, eval} pair per run of the search behind the row, every seed's). A job is
     {record: its train.json or metrics.json, benchmark: Snakemake's benchmark file}."""
     runs, jobs, questions, seeds = [], [], {}, {}

@@ -32,7 +32,7 @@ def evaluate(
     decoding: str = "concat",
     scale: float | None = None,
 ) -> dict:
-    """Answer every question and score it. ``decoding``: ``concat`` (the paper's: one prompt
+    """Answer every question and score it. ``decoding``: ``concat`` (the paper's Appendix A: one prompt
     with the top-k chunks) or ``rag_token`` / ``rag_sequence`` over the k single-chunk prompts
     weighted by p(z|x) = softmax(``scale`` * cos) (``ragtune.evaluation.rag_decoding``)."""
     start = time.time()

@@ -138,7 +138,7 @@ def load_for_training(
     """The base generator with fresh LoRA adapters (r=16) on every projection, initialised
     from ``seed``.
 
-    ``quantize``: ``auto`` is 4-bit NF4 on CUDA (QLoRA, as in the paper), with the GPU's 16-bit
+    ``quantize``: ``auto`` is 4-bit NF4 on CUDA (QLoRA, the paper's §2.2), with the GPU's 16-bit
     compute dtype (bf16, or fp16 where bf16 is not native), and no quantisation on CPU;
     ``4bit`` forces 4-bit (on CPU with float32 compute, since bf16 compute there is ~20x
     slower); ``none`` never quantises. ``gradient_checkpointing`` (see

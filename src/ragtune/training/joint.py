@@ -1,6 +1,6 @@
 """One joint RAG training step: retrieve with the current query encoder, score, marginalise.
 
-Per batch of B questions (the joint step of the paper's RAG-Sequence and RAG-Token):
+Per batch of B questions (the joint step of RAG-Sequence and RAG-Token, the paper's §2.3):
 
 1. encode the questions with the trainable query encoder (with gradient if it learns);
 2. search the frozen index without gradient for the top-k rows;
