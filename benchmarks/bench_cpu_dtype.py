@@ -28,8 +28,9 @@ from benchmarks.bench_generation import hotpot_prompts
 from benchmarks.common import MIRROR, OUT, SMOLLM, report, timed
 from ragtune import models, runtime
 from ragtune.io import read_jsonl
-from ragtune.models import load_generator
-from ragtune.training.generator import build_example, collate, generator_loss, load_for_training
+from ragtune.models import load_for_training, load_generator
+from ragtune.prompting import build_example, collate
+from ragtune.training.generator import generator_loss
 
 HOTPOT_VALIDATION = MIRROR / "hotpotqa/validation.jsonl.gz"
 

@@ -30,8 +30,8 @@ from benchmarks.bench_generation import hotpot_prompts
 from benchmarks.common import OUT, SMOLLM, report, timed
 from ragtune import models
 from ragtune.evaluation.generate import generate_answers
-from ragtune.evaluation.prompt import prompt_ids
 from ragtune.models import load_generator
+from ragtune.prompting import prompt_ids
 
 
 def main(argv=None) -> dict:

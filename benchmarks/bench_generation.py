@@ -17,9 +17,9 @@ import torch
 from benchmarks.common import MIRROR, SMOLLM, report, timed
 from ragtune import models
 from ragtune.evaluation.generate import generate_answers
-from ragtune.evaluation.prompt import build_prompt
 from ragtune.io import read_jsonl
 from ragtune.models import load_generator
+from ragtune.prompting import build_prompt
 
 
 def hotpot_prompts(n: int, k: int = 5, cut=None) -> list[str]:

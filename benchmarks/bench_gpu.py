@@ -105,7 +105,7 @@ def _ids(rows: int, tokens: int, seed: int = 0) -> torch.Tensor:
 
 
 def _examples(rows: int, prompt_tokens: int, answer_tokens: int, seed: int = 0):
-    from ragtune.training.generator import Example
+    from ragtune.prompting import Example
 
     ids = _ids(rows, prompt_tokens + answer_tokens, seed).tolist()
     return [
@@ -148,7 +148,7 @@ class TrainingJob:
 
 
 def _trainable(folder: Path):
-    from ragtune.training.generator import load_for_training
+    from ragtune.models import load_for_training
 
     model, tok = load_for_training(str(folder), "auto", 0.1, seed=0, gradient_checkpointing="auto")
     model.train()
@@ -157,7 +157,8 @@ def _trainable(folder: Path):
 
 def ft_gen_job(folder: Path, rows: int, prompt_tokens: int, answer_tokens: int) -> TrainingJob:
     """Ft. Gen. through ragtune's loader (4-bit NF4 and checkpointing on CUDA) and loss."""
-    from ragtune.training.generator import collate, generator_loss
+    from ragtune.prompting import collate
+    from ragtune.training.generator import generator_loss
 
     model, tok = _trainable(folder)
     batch = collate(_examples(rows, prompt_tokens, answer_tokens), tok.pad_token_id)
@@ -205,7 +206,7 @@ def rag_decoding_job(model, tok, questions: int, k: int, prompt_tokens: int, new
     """(step, the prompts' real token count) of RAG-Token decoding of ``questions`` x k
     prompts made to hold about ``prompt_tokens`` tokens."""
     from ragtune.evaluation import rag_decoding
-    from ragtune.evaluation.prompt import prompt_ids
+    from ragtune.prompting import prompt_ids
 
     text = tok.decode(_ids(1, prompt_tokens)[0].tolist())
     groups = [[text] * k for _ in range(questions)]
@@ -220,11 +221,10 @@ def rag_decoding_job(model, tok, questions: int, k: int, prompt_tokens: int, new
 # ---- the memory part -------------------------------------------------------------------------
 def memory_part(config: dict, workdir: Path) -> dict:
     from ragtune.evaluation.rag_decoding import rows_per_batch
+    from ragtune.lora import LORA_RANK, LORA_TARGETS
     from ragtune.memory import architectures, estimate
     from ragtune.memory.result import ANSWER_TOKENS
-    from ragtune.models import load_generator
-    from ragtune.training.generator import save_adapter
-    from ragtune.training.lora import LORA_RANK, LORA_TARGETS
+    from ragtune.models import load_generator, save_adapter
 
     g, j, gen = config["training"]["generator"], config["training"]["joint"], config["generation"]
     k = config["retrieval"]["k"]
@@ -324,7 +324,8 @@ def summarise_memory(jobs: dict[str, dict], depths: dict[str, int]) -> dict:
 def fragmentation_part(config: dict, workdir: Path) -> dict:
     """Reserved over allocated at the peak, over 30 Ft. Gen. micro-batches whose lengths vary
     from an eighth of the cap to the cap (Llama-3-8B width, 2 layers)."""
-    from ragtune.training.generator import collate, generator_loss
+    from ragtune.prompting import collate
+    from ragtune.training.generator import generator_loss
 
     g = config["training"]["generator"]
     folder = save_random_generator(GENERATORS["llama3-8b"], 2, workdir / "frag")

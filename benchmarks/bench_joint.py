@@ -53,8 +53,8 @@ class ListChunks(list):
 def _setup(path, n, k, threads):
     import faiss
 
+    from ragtune.models import load_for_training
     from ragtune.retrieval.embed import encode, passage_text
-    from ragtune.training.generator import load_for_training
     from ragtune.training.joint import Retriever
 
     torch.set_num_threads(threads)
@@ -78,8 +78,8 @@ def _setup(path, n, k, threads):
 
 def make_step(kind, parts, max_prompt_tokens, rows_per_forward):
     """One training step's loss for ``kind`` (ft_gen, rag_token or rag_sequence)."""
-    from ragtune.evaluation.prompt import fit_prompt
-    from ragtune.training.generator import build_example, collate, generator_loss
+    from ragtune.prompting import build_example, collate, fit_prompt
+    from ragtune.training.generator import generator_loss
     from ragtune.training.joint import joint_loss, query_scores
 
     _, embedder, generator, tok, retriever = parts

@@ -79,7 +79,9 @@ def measure(folder: str, kind: str, rows: int, tokens: int, checkpointing: bool)
     growth of peak RSS over the step."""
     import torch
 
-    from ragtune.training.generator import Example, collate, generator_loss, load_for_training
+    from ragtune.models import load_for_training
+    from ragtune.prompting import Example, collate
+    from ragtune.training.generator import generator_loss
 
     torch.manual_seed(0)
     if kind == "eval":
@@ -141,8 +143,8 @@ def measure(folder: str, kind: str, rows: int, tokens: int, checkpointing: bool)
 def estimate(folder: Path, kind: str, rows: int, tokens: int, checkpointing: bool):
     from transformers import AutoConfig
 
+    from ragtune.lora import LORA_RANK, LORA_TARGETS
     from ragtune.memory import estimate as est
-    from ragtune.training.lora import LORA_RANK, LORA_TARGETS
 
     config = AutoConfig.from_pretrained(folder)
     if kind == "eval":

@@ -25,14 +25,14 @@ import torch
 
 from benchmarks.common import MIRROR, SMOLLM, report
 from ragtune import models
-from ragtune.evaluation.prompt import fit_prompt
 from ragtune.io import read_jsonl
+from ragtune.prompting import fit_prompt
 
 LR = 3e-4
 
 
 def examples(tokenizer, n: int, max_prompt_tokens: int):
-    from ragtune.training.generator import build_example
+    from ragtune.prompting import build_example
 
     out = []
     for rec in read_jsonl(MIRROR / "hotpotqa/train.jsonl.gz"):
@@ -52,14 +52,10 @@ def _peak_rss_gb() -> float:
 
 
 def run_ours(path, n, batch_size, accum, max_prompt_tokens, threads, queue) -> None:
+    from ragtune.models import load_for_training
+    from ragtune.prompting import collate
     from ragtune.training import loop
-    from ragtune.training.generator import (
-        collate,
-        generator_loss,
-        length_grouped_batches,
-        load_for_training,
-        padding_fraction,
-    )
+    from ragtune.training.generator import generator_loss, length_grouped_batches, padding_fraction
 
     torch.set_num_threads(threads)
     model, tok = load_for_training(path, "none")
@@ -95,7 +91,7 @@ def run_trainer(path, n, batch_size, accum, max_prompt_tokens, threads, queue) -
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from ragtune.training.generator import load_for_training
+    from ragtune.models import load_for_training
 
     torch.set_num_threads(threads)
     model, tok = load_for_training(path, "none")

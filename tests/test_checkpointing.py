@@ -9,14 +9,8 @@ import pytest
 import torch
 
 from ragtune import toy
-from ragtune.evaluation.prompt import build_prompt
-from ragtune.training.generator import (
-    answer_token_logprobs,
-    build_example,
-    collate,
-    load_for_training,
-    use_checkpointing,
-)
+from ragtune.models import load_for_training, use_checkpointing
+from ragtune.prompting import answer_token_logprobs, build_example, build_prompt, collate
 from ragtune.training.joint import answer_logprobs_by_row, shared_prefix_length
 from ragtune.training.marginal import rag_token_nll
 

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from ragtune import runtime, toy
-from ragtune.training.generator import build_example, collate, generator_loss, load_for_training
+from ragtune.models import load_for_training
+from ragtune.prompting import build_example, collate
+from ragtune.training.generator import generator_loss
 
 PROMPT = "### Context: Paris is the capital of France. ### Question: capital of France?"
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from ragtune.evaluation.generate import answer_line, generate_answers
-from ragtune.evaluation.prompt import TEMPLATE, build_prompt, fit_prompt
 from ragtune.models import load_generator
+from ragtune.prompting import TEMPLATE, build_prompt, fit_prompt
 
 
 def test_prompt_is_the_papers_appendix_a():
@@ -89,8 +89,7 @@ def toy_llama(tmp_path_factory):
 def test_training_and_evaluation_give_the_model_its_bos_token(toy_llama):
     """Llama-3 / Mistral see BOS first in pre-training: the training example and the
     generation input both start with it, and hold the same prompt tokens."""
-    from ragtune.evaluation.prompt import prompt_ids
-    from ragtune.training.generator import build_example
+    from ragtune.prompting import build_example, prompt_ids
 
     model, tok = toy_llama
     prompts = [
@@ -122,7 +121,7 @@ def test_training_and_evaluation_give_the_model_its_bos_token(toy_llama):
 
 
 def test_fit_prompt_counts_the_bos_token(toy_llama):
-    from ragtune.evaluation.prompt import prompt_ids
+    from ragtune.prompting import prompt_ids
 
     _, tok = toy_llama
     chunks = [{"title": f"T{i}", "text": "Paris is the capital. " * 20} for i in range(3)]
@@ -133,7 +132,7 @@ def test_fit_prompt_counts_the_bos_token(toy_llama):
 def test_bos_is_kept_when_the_probe_tokenizes_otherwise_after_it():
     """A tokenizer whose text tokens change after BOS (a SentencePiece space, say): the
     prefix must not silently come out empty."""
-    from ragtune.evaluation.prompt import special_prefix
+    from ragtune.prompting import special_prefix
 
     class Probe:
         bos_token_id = 1

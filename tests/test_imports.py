@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 from ragtune import models, runtime
-from ragtune.training.generator import BASE_RECORD, quantizes
+from ragtune.models import BASE_RECORD, quantizes
 
 
 def _run(code: str, tmp_path) -> str:
@@ -28,7 +28,7 @@ def test_a_job_that_quantises_nothing_never_imports_bitsandbytes(tmp_path, minil
         f"""
         import sys
         from ragtune import models, runtime, toy
-        from ragtune.training.generator import load_for_training
+        from ragtune.models import load_for_training
 
         runtime.mark_one_job_process()
         assert runtime.keep_out_bitsandbytes()
@@ -55,7 +55,7 @@ def test_a_4bit_job_still_gets_bitsandbytes(tmp_path):
         f"""
         import sys
         from ragtune import runtime, toy
-        from ragtune.training.generator import load_for_training, quantizes
+        from ragtune.models import load_for_training, quantizes
 
         runtime.mark_one_job_process()
         if not quantizes("4bit"):

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from ragtune import models, toy
-from ragtune.models import load_generator, trained_base
-from ragtune.training.generator import load_for_training, save_adapter
+from ragtune.models import load_for_training, load_generator, save_adapter, trained_base
 
 
 @pytest.fixture(scope="module")

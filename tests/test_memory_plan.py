@@ -7,9 +7,9 @@ import yaml
 
 from helpers import REPO, snakemake, write_config
 from ragtune import toy
+from ragtune.lora import LORA_RANK, LORA_TARGETS
 from ragtune.memory import estimate, meta, plan
 from ragtune.memory.result import NF4_BITS, Estimate
-from ragtune.training.lora import LORA_RANK, LORA_TARGETS
 
 CACHE = REPO / ".snakemake" / "ragtune-memory-plan"
 
@@ -67,7 +67,9 @@ def test_two_shallow_runs_extrapolate_to_the_full_depth(tiny):
 def test_the_meta_count_matches_the_same_step_run_for_real(tiny, tmp_path):
     """Ft. Gen. on the CPU: the step's live tensors, counted on the real run, are what the
     estimate counts on meta."""
-    from ragtune.training.generator import collate, generator_loss, load_for_training
+    from ragtune.models import load_for_training
+    from ragtune.prompting import collate
+    from ragtune.training.generator import generator_loss
 
     folder = toy.save_llama(tmp_path / "llama", hidden_size=64, intermediate_size=128,
                             num_hidden_layers=3, vocab_size=512)  # fmt: skip

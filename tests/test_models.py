@@ -84,7 +84,7 @@ def test_a_hub_generator_pinned_to_a_revision_trains_and_evaluates_on_that_revis
     import transformers
 
     from ragtune import models, toy
-    from ragtune.training.generator import load_for_training, save_adapter
+    from ragtune.models import load_for_training, save_adapter
 
     local = tmp_path / "toy"
     toy.save_llama(local)

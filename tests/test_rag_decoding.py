@@ -6,9 +6,14 @@ import torch
 from ragtune import toy
 from ragtune.evaluation import rag_decoding as rd
 from ragtune.evaluation.generate import generate_answers
-from ragtune.evaluation.prompt import build_prompt, prompt_ids
 from ragtune.models import load_generator
-from ragtune.training.generator import answer_token_logprobs, build_example, collate
+from ragtune.prompting import (
+    answer_token_logprobs,
+    build_example,
+    build_prompt,
+    collate,
+    prompt_ids,
+)
 
 CHUNKS = [
     {"title": "Oslo", "text": "Oslo is the capital of Norway."},

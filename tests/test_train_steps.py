@@ -17,6 +17,9 @@ from ragtune.training import loop
 
 TRAINING = {
     "warmup_ratio": 0.0,
+    "optimizer": "adamw",
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
     "checkpoint_every": 1,
     "lora_dropout": 0.05,
     "gradient_checkpointing": "auto",
@@ -26,6 +29,7 @@ TRAINING = {
         "loss": "mnrl",
         "scale": 20.0,
         "mini_batch": 2,
+        "positives": "per_gold_article",
         "hard_negatives": 0,
     },
     "generator": {
@@ -169,7 +173,7 @@ def test_padded_batch_scores_answers_like_single_rows(smollm_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ragtune.training.generator import answer_token_logprobs, build_example, collate
+    from ragtune.prompting import answer_token_logprobs, build_example, collate
 
     tok = AutoTokenizer.from_pretrained(smollm_dir)
     model = AutoModelForCausalLM.from_pretrained(smollm_dir, dtype=torch.float32).eval()
@@ -247,7 +251,7 @@ def _joint_loss(questions, retriever, embedder, generator, tok, **kwargs):
 def test_joint_gradients_reach_exactly_the_trained_sides(
     joint_parts, minilm_spec, smollm_dir, train_embedder, train_generator
 ):
-    from ragtune.training.generator import load_for_training
+    from ragtune.models import load_for_training
 
     _, questions, retriever = joint_parts
     embedder = models.load_embedder(minilm_spec, device="cpu")
@@ -274,7 +278,7 @@ def test_a_bf16_generator_base_trains_jointly(joint_parts, minilm_spec, tmp_path
     adapters and the float32 query encoder get finite gradients. A toy Llama: bf16 is slow on
     a CPU without native bf16."""
     from ragtune import toy
-    from ragtune.training.generator import load_for_training
+    from ragtune.models import load_for_training
 
     _, questions, retriever = joint_parts
     embedder = models.load_embedder(minilm_spec, device="cpu")
@@ -291,8 +295,8 @@ def test_a_bf16_generator_base_trains_jointly(joint_parts, minilm_spec, tmp_path
 
 def test_joint_training_lowers_its_loss(joint_parts, minilm_spec, smollm_dir, tmp_path):
     """Eight RAG-Token steps on one question, both models learning: the loss falls."""
+    from ragtune.models import load_for_training
     from ragtune.training import loop
-    from ragtune.training.generator import load_for_training
 
     _, questions, retriever = joint_parts
     embedder = models.load_embedder(minilm_spec, device="cpu")
@@ -355,7 +359,7 @@ def test_rows_in_pieces_score_like_one_batch(joint_parts, smollm_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ragtune.training.generator import answer_token_logprobs, collate
+    from ragtune.prompting import answer_token_logprobs, collate
     from ragtune.training.joint import (
         answer_logprobs_by_row,
         shared_prefix_length,
@@ -381,7 +385,7 @@ def test_rows_in_pieces_score_like_one_batch(joint_parts, smollm_dir):
 
 def test_fresh_lora_adapters_follow_the_seed(smollm_dir):
     # B starts at zero, so a first loss cannot show it: compare the A matrices themselves
-    from ragtune.training.generator import load_for_training
+    from ragtune.models import load_for_training
 
     def lora_a(seed):
         torch.manual_seed(1000 + seed)  # whatever ran before must not matter

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ragtune.prompting import Example, build_example, collate
 from ragtune.training import loop
 from ragtune.training.embedder import (
     batches_without_duplicate_positives,
@@ -20,14 +21,7 @@ from ragtune.training.embedder import (
     hard_negatives,
     mnrl_loss,
 )
-from ragtune.training.generator import (
-    Example,
-    build_example,
-    collate,
-    generator_loss,
-    length_grouped_batches,
-    padding_fraction,
-)
+from ragtune.training.generator import generator_loss, length_grouped_batches, padding_fraction
 
 
 class TinyEncoder(torch.nn.Module):
@@ -369,7 +363,8 @@ def test_float16_compute_turns_loss_scaling_on():
 
     from ragtune.steps.train import _loop_config
 
-    training = {"warmup_ratio": 0.1, "checkpoint_every": 5}
+    training = {"warmup_ratio": 0.1, "checkpoint_every": 5, "optimizer": "adamw",
+                "weight_decay": 0.0, "max_grad_norm": 1.0}  # fmt: skip
     fp16 = SimpleNamespace(ragtune_base={"compute_dtype": "float16"})
     bf16 = SimpleNamespace(ragtune_base={"compute_dtype": "bfloat16"})
     assert _loop_config(training, 0, generator=fp16).loss_scaling
@@ -469,6 +464,7 @@ def test_attempts_of_another_run_are_not_counted(tmp_path):
 def test_the_optimizer_and_its_weight_decay_are_the_config_s():
     """training.optimizer / weight_decay reach the loop: AdamW by default, without decay; SGD
     on request; anything else is refused."""
+
     def groups():  # torch writes its defaults into the groups it is given
         return [{"params": [torch.nn.Parameter(torch.ones(3))], "lr": 0.1}]
 

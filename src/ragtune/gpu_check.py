@@ -91,8 +91,7 @@ def _toy_generator(folder: Path) -> Path:
 
 
 def _batch(tok):
-    from ragtune.evaluation.prompt import build_prompt
-    from ragtune.training.generator import build_example, collate
+    from ragtune.prompting import build_example, build_prompt, collate
 
     chunk = [{"title": "Paris", "text": "Paris is the capital of France."}]
     examples = [
@@ -105,7 +104,8 @@ def _batch(tok):
 def check_qlora(workdir: Path) -> str:
     """A QLoRA step: 4-bit NF4 base (float32 compute on a CPU), LoRA r=16, gradient
     checkpointing; three AdamW steps must lower the loss."""
-    from ragtune.training.generator import generator_loss, load_for_training
+    from ragtune.models import load_for_training
+    from ragtune.training.generator import generator_loss
 
     model, tok = load_for_training(
         str(_toy_generator(workdir)), "4bit", 0.0, seed=0, gradient_checkpointing=True
@@ -138,8 +138,7 @@ def check_adapter_bases(workdir: Path) -> str:
     dtype (merged into bf16 weights, most of a LoRA delta rounds away)."""
     from peft import PeftModel
 
-    from ragtune.models import load_generator
-    from ragtune.training.generator import load_for_training, save_adapter
+    from ragtune.models import load_for_training, load_generator, save_adapter
 
     adapter = workdir / "qlora-adapter"
     model, tok = load_for_training(str(_toy_generator(workdir)), "4bit", 0.0, seed=0)
@@ -222,7 +221,7 @@ def check_joint(workdir: Path) -> str:
     """A joint RAG-Token step, both models learning: the gradient reaches the query encoder
     and the generator's adapters (under checkpointing, with the shared prefix)."""
     from ragtune import models, runtime
-    from ragtune.training.generator import load_for_training
+    from ragtune.models import load_for_training
 
     embedder = models.load_embedder(_embedder_spec(workdir), device=runtime.device())
     retriever = _retriever(workdir, embedder)
@@ -359,7 +358,7 @@ def check_generation(workdir: Path) -> str:
 def _trained_qlora_adapter(workdir: Path, name: str = "qlora-rag") -> Path:
     """A QLoRA adapter on the toy generator's 4-bit base whose B matrices are non-zero (as
     after training), saved once."""
-    from ragtune.training.generator import load_for_training, save_adapter
+    from ragtune.models import load_for_training, save_adapter
 
     adapter = workdir / name
     if not adapter.exists():
@@ -379,8 +378,8 @@ def check_rag_decoding(workdir: Path) -> str:
 
     from ragtune.evaluation import rag_decoding as rd
     from ragtune.evaluation.generate import generate_answers
-    from ragtune.evaluation.prompt import build_prompt
     from ragtune.models import load_generator
+    from ragtune.prompting import build_prompt
 
     model, tok = load_generator(str(_trained_qlora_adapter(workdir)), "auto")
     four_bit = sum("4bit" in type(m).__name__ for m in model.modules())
@@ -495,8 +494,9 @@ def check_fp16_scaling(workdir: Path, require_cuda: bool = True) -> str:
     """QLoRA with float16 compute (GPUs without native bf16: V100, T4) through ragtune's loop
     with dynamic loss scaling: the losses and the float32 adapters stay finite, and the loss
     falls."""
+    from ragtune.models import load_for_training
     from ragtune.training import loop
-    from ragtune.training.generator import generator_loss, load_for_training
+    from ragtune.training.generator import generator_loss
 
     if require_cuda:
         _need_cuda()

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ragtune import lora
+
 log = logging.getLogger(__name__)
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+(@[\w.\-/]+)?$")
@@ -144,32 +146,41 @@ def load_generator(path: str, dtype: str, lora_base: str = "auto", quantize: str
     (see :func:`_load_with_adapter` for ``lora_base``). ``quantize`` ``nf4`` loads the model
     4-bit, as QLoRA trained on it.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from ragtune import runtime
 
     if (Path(path) / "adapter_config.json").exists():
         return _load_with_adapter(path, dtype, lora_base)
-    resolved = resolve(path)
+    compute = runtime.resolve_dtype(dtype)
+    model, tokenizer = _causal_lm(resolve(path), compute, four_bit=quantize == "nf4")
+    if quantize != "nf4":
+        model = model.to(runtime.device())
+    model.eval()
+    return model, tokenizer
+
+
+def _causal_lm(resolved: ResolvedModel, compute, four_bit: bool, cast_rest: bool = True):
+    """The one path to ``from_pretrained`` for a generator, at training and at evaluation: its
+    tokenizer (padding with EOS where it has no pad token) and the model in ``compute`` dtype,
+    or 4-bit NF4 computing in it (QLoRA's quantisation, on this process's GPU: under torchrun
+    each rank's own; the CPU kernel pinned as :func:`pin_bnb_cpu_kernel` says). A 4-bit model
+    for training leaves its unquantised layers as loaded (``cast_rest`` False): peft's
+    ``prepare_model_for_kbit_training`` casts them to float32 itself."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(resolved.location, **resolved.pretrained_kwargs())
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    cuda = torch.cuda.is_available()
-    compute = runtime.resolve_dtype(dtype)
     kwargs = dict(resolved.pretrained_kwargs())
-    if quantize == "nf4":
-        from ragtune.training.generator import nf4_config
-
+    if four_bit:
         kwargs["quantization_config"] = nf4_config(compute)
-        # This process's GPU: under torchrun (2-Phase's second phase) each rank's own.
-        kwargs["device_map"] = {"": torch.cuda.current_device() if cuda else "cpu"}
-    model = AutoModelForCausalLM.from_pretrained(resolved.location, dtype=compute, **kwargs)
-    if quantize != "nf4":
-        model = model.to(runtime.device())
-    else:
+        kwargs["device_map"] = {"": torch.cuda.current_device() if torch.cuda.is_available()
+                                else "cpu"}  # fmt: skip
+    if cast_rest or not four_bit:
+        kwargs["dtype"] = compute
+    model = AutoModelForCausalLM.from_pretrained(resolved.location, **kwargs)
+    if four_bit:
         pin_bnb_cpu_kernel(model, compute)
-    model.eval()
     return model, tokenizer
 
 
@@ -231,8 +242,6 @@ def trained_base(adapter: str) -> dict:
     """What an adapter trained on (its ``ragtune_base.json``): quantization ``nf4`` or ``none``
     and the compute dtype. Adapters from elsewhere are taken as trained on the full base."""
     import json
-
-    from ragtune.training.generator import BASE_RECORD
 
     record = Path(adapter) / BASE_RECORD
     return json.loads(record.read_text()) if record.exists() else {"quantization": "none"}
@@ -336,3 +345,110 @@ def convert_gguf(spec: str, out_dir: str | Path) -> None:
     with atomic_path(out_dir, is_dir=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+
+
+# ---- training: the base with fresh LoRA adapters, and what an adapter records ----------------
+def use_checkpointing(setting) -> bool:
+    """``training.gradient_checkpointing``: ``auto`` is on where the device is CUDA (an 8B
+    model's saved activations, 11-14 MB per token, would not fit a 24 GB GPU) and off on a CPU,
+    where memory is plentiful and the recompute would cost a third more time."""
+    import torch
+
+    if setting == "auto":
+        return torch.cuda.is_available()
+    return bool(setting)
+
+
+def quantizes(quantize: str) -> bool:
+    """Whether ``training.*.quantize`` loads the base 4-bit here (see :func:`load_for_training`)."""
+    import torch
+
+    return quantize == "4bit" or (quantize == "auto" and torch.cuda.is_available())
+
+
+def load_for_training(
+    path: str,
+    quantize: str = "auto",
+    lora_dropout: float = lora.LORA_DROPOUT,
+    seed: int = 0,
+    gradient_checkpointing=False,
+    dtype: str = "auto",
+):
+    """The base generator with fresh LoRA adapters (r=16) on every projection, initialised
+    from ``seed``.
+
+    ``quantize``: ``auto`` is 4-bit NF4 on CUDA (QLoRA, the paper's §2.2), with the GPU's 16-bit
+    compute dtype (bf16, or fp16 where bf16 is not native), and no quantisation on CPU;
+    ``4bit`` forces 4-bit (on CPU with float32 compute, since bf16 compute there is ~20x
+    slower); ``none`` never quantises. ``gradient_checkpointing`` (see
+    :func:`use_checkpointing`) recomputes each decoder layer in the backward pass, non-reentrant
+    (the frozen base's inputs need no gradient for it to reach the adapters). ``dtype``
+    (``training.dtype``) is the frozen base's compute dtype (:func:`runtime.resolve_dtype`);
+    peft keeps the adapters in float32 whatever it is.
+
+    The adapter folder records what base it trained on (:data:`BASE_RECORD`), so evaluation
+    can run on the same base.
+    """
+    import torch
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    from ragtune import runtime
+
+    # A spec, not a path: `org/name@revision` loads that revision (and the adapter records
+    # it, so evaluation loads the same base).
+    resolved = resolve(path)
+    cuda = torch.cuda.is_available()
+    four_bit = quantizes(quantize)
+    compute = runtime.resolve_dtype(dtype)
+    model, tokenizer = _causal_lm(resolved, compute, four_bit, cast_rest=False)
+    checkpointing = use_checkpointing(gradient_checkpointing)
+    non_reentrant = {"use_reentrant": False}
+    if four_bit:
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=checkpointing,
+            gradient_checkpointing_kwargs=non_reentrant,
+        )
+    else:
+        if cuda:
+            model = model.to("cuda")
+        if checkpointing:
+            model.activation_checkpointing_enable(non_reentrant)
+    if checkpointing:
+        model.config.use_cache = False
+    adapters = lora.lora_config(lora_dropout)
+    # LoRA's A matrices start random (B starts at zero, so the first loss hides it): without
+    # a seed here, two runs of one grid point trained different adapters.
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(model, adapters, revision=resolved.revision)
+    peft_model.ragtune_base = {
+        "quantization": "nf4" if four_bit else "none",
+        "compute_dtype": str(compute).removeprefix("torch."),
+    }
+    return peft_model, tokenizer
+
+
+# Written into every adapter folder ragtune trains: the base it trained on.
+BASE_RECORD = "ragtune_base.json"
+
+
+def nf4_config(compute_dtype):
+    """QLoRA's quantisation: 4-bit NF4 with double quantisation, ``compute_dtype`` compute."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def save_adapter(model, tokenizer, folder) -> None:
+    """The adapter, its tokenizer and the record of the base it trained on."""
+    import json
+
+    model.save_pretrained(folder)  # adapter only; adapter_config.json points at the base
+    tokenizer.save_pretrained(folder)
+    record = getattr(model, "ragtune_base", {"quantization": "none"})
+    (Path(folder) / BASE_RECORD).write_text(json.dumps(record))

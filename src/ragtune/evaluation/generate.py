@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from tqdm import tqdm
 
-from ragtune.evaluation.prompt import prompt_ids
+from ragtune.prompting import prompt_ids
 
 STOP = "\n"
 

@@ -29,8 +29,7 @@ from collections.abc import Sequence
 import torch
 
 from ragtune.evaluation.generate import STOP, answer_line, generate_answers
-from ragtune.evaluation.prompt import prompt_ids
-from ragtune.training.generator import answer_token_logprobs, build_example, collate
+from ragtune.prompting import answer_token_logprobs, build_example, collate, prompt_ids
 
 DECODINGS = ("concat", "rag_token", "rag_sequence")
 

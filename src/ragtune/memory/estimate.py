@@ -17,9 +17,9 @@ import copy
 
 import torch
 
+from ragtune.lora import lora_config
 from ragtune.memory import meta
 from ragtune.memory.result import ANSWER_TOKENS, CUDA_CONTEXT_BYTES, NF4_BITS, Estimate
-from ragtune.training.lora import lora_config
 
 
 def _torch_dtype(dtype) -> torch.dtype:
@@ -108,7 +108,7 @@ def affine_in_layers(estimator):
 def _examples(rows: int, prompt_tokens: int, prefix_tokens: int):
     """``rows`` token sequences of ``prompt_tokens`` + the answer, their first
     ``prefix_tokens`` shared (the joint step's instruction), the rest different per row."""
-    from ragtune.training.generator import Example
+    from ragtune.prompting import Example
 
     tail = prompt_tokens - prefix_tokens
     return [
@@ -143,7 +143,8 @@ def generator_training(
     ``rows_per_forward`` (see :func:`ragtune.training.joint.answer_logprobs_by_row`)."""
     from peft import get_peft_model
 
-    from ragtune.training.generator import collate, generator_loss
+    from ragtune.prompting import collate
+    from ragtune.training.generator import generator_loss
     from ragtune.training.joint import answer_logprobs_by_row
     from ragtune.training.marginal import rag_token_nll
 

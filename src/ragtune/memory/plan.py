@@ -20,8 +20,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ragtune.lora import LORA_RANK, LORA_TARGETS
 from ragtune.memory.result import Estimate
-from ragtune.training.lora import LORA_RANK, LORA_TARGETS
 
 log = logging.getLogger(__name__)
 

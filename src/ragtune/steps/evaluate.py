@@ -12,9 +12,9 @@ from ragtune import runtime
 from ragtune.evaluation import rag_decoding
 from ragtune.evaluation.generate import generate_answers
 from ragtune.evaluation.metrics import best_em, best_f1, mean, recall_at_k
-from ragtune.evaluation.prompt import fit_prompt
 from ragtune.io import read_jsonl, write_json, write_jsonl
 from ragtune.models import load_generator, loads_4bit
+from ragtune.prompting import fit_prompt
 from ragtune.retrieval.store import ChunkStore
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,10 @@ def evaluate(
     decoding: str = "concat",
     scale: float | None = None,
 ) -> dict:
-    """Answer every question and score it. ``decoding``: ``concat`` (the paper's Appendix A: one prompt
-    with the top-k chunks) or ``rag_token`` / ``rag_sequence`` over the k single-chunk prompts
-    weighted by p(z|x) = softmax(``scale`` * cos) (``ragtune.evaluation.rag_decoding``)."""
+    """Answer every question and score it. ``decoding``: ``concat`` (the paper's Appendix A:
+    one prompt with the top-k chunks) or ``rag_token`` / ``rag_sequence`` over the k
+    single-chunk prompts weighted by p(z|x) = softmax(``scale`` * cos)
+    (``ragtune.evaluation.rag_decoding``)."""
     start = time.time()
     questions = list(read_jsonl(questions_path))
     retrieved = {r["qid"]: r for r in read_jsonl(retrieved_path)}

@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 
 from ragtune import models, rule_settings, runtime
-from ragtune.evaluation.prompt import fit_prompt
 from ragtune.io import atomic_path, read_jsonl, write_json
+from ragtune.models import load_for_training, quantizes, save_adapter
+from ragtune.prompting import build_example, collate, fit_prompt
 from ragtune.retrieval.embed import encode
 from ragtune.retrieval.store import ChunkStore, EmbeddingStore
 from ragtune.training import distributed, loop
@@ -29,16 +30,7 @@ from ragtune.training.embedder import (
     mnrl_loss,
     query_slices,
 )
-from ragtune.training.generator import (
-    build_example,
-    collate,
-    generator_loss,
-    length_grouped_batches,
-    load_for_training,
-    padding_fraction,
-    quantizes,
-    save_adapter,
-)
+from ragtune.training.generator import generator_loss, length_grouped_batches, padding_fraction
 
 log = logging.getLogger(__name__)
 

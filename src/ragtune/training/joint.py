@@ -27,10 +27,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ragtune.evaluation.prompt import fit_prompt
+from ragtune.prompting import Example, answer_token_logprobs, build_example, collate, fit_prompt
 from ragtune.retrieval.index import search
 from ragtune.training.embedder import encode_with_grad
-from ragtune.training.generator import Example, answer_token_logprobs, build_example, collate
 from ragtune.training.marginal import LOSSES
 
 
