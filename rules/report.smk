@@ -4,27 +4,27 @@
 
 rule tables:
     input:
-        selections=all_selections(),
+        selections=[s["path"] for s in PLAN.selections()],
         # No Ft. needs no grid: listing it plainly lets it run before any grid is selected
         baseline=[
-            metrics_file(d, p, "no_ft", "base", sp)
+            LAYOUT.metrics(d, p, "no_ft", "base", sp)
             for d in DATASETS
             for p in PIPELINES
             for sp in EVAL_SPLITS
         ],
-        runs=table_inputs,
+        runs=lambda wc: PLAN.table_inputs(),
     output:
         **{
             t: report(
-                f"{RESULTS}/tables/{t}.csv",
+                LAYOUT.table(t),
                 caption=f"../workflow/report/table_{t}.rst",
                 category="Tables",
             )
             for t in TABLES
         },
-        markdown=[f"{RESULTS}/tables/{t}.md" for t in TABLES],
-        latex=[f"{RESULTS}/tables/{t}.tex" for t in TABLES],
-        jobs=f"{RESULTS}/tables/jobs.csv",
+        markdown=[LAYOUT.table(t, "md") for t in TABLES],
+        latex=[LAYOUT.table(t, "tex") for t in TABLES],
+        jobs=LAYOUT.table("jobs"),
     log:
         log_path("tables", "tables"),
     benchmark:
@@ -32,10 +32,12 @@ rule tables:
     conda:
         CONDA_ENV
     params:
-        rows=table_rows,
+        rows=lambda wc: PLAN.table_rows(),
         caption=CONFIG_LABEL,
-        setup=SETUP_LABEL,
-        paper_matches=ragtune_rule_settings.canonical(PAPER_MATCHES),
+        setup=ragtune_labels.setup_label(config),
+        paper_matches=ragtune_rule_settings.canonical(
+            ragtune_labels.paper_matches(config)
+        ),
         bootstrap=ragtune_rule_settings.canonical(config["evaluation"]["bootstrap"]),
         seed=config["seed"],
     script:
@@ -44,20 +46,20 @@ rule tables:
 
 rule figures:
     input:
-        runs=f"{RESULTS}/tables/all_runs.csv",
-        comparison=f"{RESULTS}/tables/paper_comparison.csv",
-        selections=all_selections(),
-        models=figure_inputs,
+        runs=LAYOUT.table("all_runs"),
+        comparison=LAYOUT.table("paper_comparison"),
+        selections=[s["path"] for s in PLAN.selections()],
+        models=lambda wc: sorted({c["folder"] for c in PLAN.loss_curves()}),
     output:
         **{
             f: report(
-                f"{RESULTS}/figures/{f}.png",
+                LAYOUT.figure(f),
                 caption=f"../workflow/report/figure_{f}.rst",
                 category="Figures",
             )
             for f in FIGURES
         },
-        svg=[f"{RESULTS}/figures/{f}.svg" for f in FIGURES],
+        svg=[LAYOUT.figure(f, "svg") for f in FIGURES],
     log:
         log_path("figures", "figures"),
     benchmark:
@@ -65,10 +67,10 @@ rule figures:
     conda:
         CONDA_ENV
     params:
-        selections=selections,
-        curves=chosen_loss_curves,
+        selections=lambda wc: PLAN.selections(),
+        curves=lambda wc: PLAN.loss_curves(),
         caption=CONFIG_LABEL,
-        rows=table_rows,
+        rows=lambda wc: PLAN.table_rows(),
         bootstrap=ragtune_rule_settings.canonical(config["evaluation"]["bootstrap"]),
         seed=config["seed"],
     script:
@@ -78,7 +80,7 @@ rule figures:
 rule report_config:
     output:
         report(
-            f"{RESULTS}/report/config.yaml",
+            LAYOUT.report_config(),
             caption="../workflow/report/config.rst",
             category="Configuration",
         ),

@@ -42,7 +42,7 @@ rule train_generator:
             wc.dataset, embedder_of(wc.pipeline), "train"
         ),
         store=lambda wc: store_manifest(embedder_of(wc.pipeline)),
-        generator=lambda wc: base_generator_inputs(wc.pipeline),
+        generator=lambda wc: base_generator(wc.pipeline)[0],
     output:
         adapter=directory(f"{RESULTS}/{{dataset}}/{{pipeline}}/ft_gen/lr{{lr}}/adapter"),
         info=f"{RESULTS}/{{dataset}}/{{pipeline}}/ft_gen/lr{{lr}}/train.json",
@@ -56,7 +56,7 @@ rule train_generator:
     resources:
         gpu=gpus("train_generator"),
     params:
-        generator=lambda wc: base_generator_spec(wc.pipeline),
+        generator=lambda wc: base_generator(wc.pipeline)[1],
         settings=ragtune_rule_settings.triggers(config, "train_generator"),
         seed=training_seed,
     script:

@@ -266,3 +266,35 @@ def test_the_wildcard_patterns_take_seeded_runs():
     assert re.fullmatch(P.LR_RE, "3e-04_s14") and re.fullmatch(P.LR_RE, "3e-04")
     assert re.fullmatch(P.TUNED_VARIANT_RE, "ft_embed/e1e-04_s14")
     assert P.lr_value("3e-04_s14") == P.lr_value("3e-04") == 3e-4
+
+
+def test_what_the_tables_and_figures_read():
+    """table_rows, loss_curves and selections: the report's view of the plan (the workflow
+    tests check the tables made from them)."""
+    default = {**STRATEGIES, "two_phase": {"embed_lrs": [3e-5, 1e-4]}}
+    plan, _ = make(default, {**WINNERS, "two_phase": "e3e-05_g3e-04"})
+    plan.config["datasets"] = {"d": {}}
+    plan.config["evaluation"] = {"splits": ["validation", "test"]}
+    rows = plan.table_rows()
+    assert len(rows) == 7 * 2  # seven strategies x two splits, one dataset and pipeline
+    two_phase = next(r for r in rows if r["strategy"] == "two_phase")
+    assert [j["record"] for j in two_phase["chosen"]] == [
+        "res/d/p/two_phase/e3e-05_g3e-04/train.json",
+        "res/d/p/ft_gen/lr3e-04/train.json",
+    ]
+    # Ft. Gen.'s run is drawn once, though it is 2-Phase's phase 1 too.
+    folders = [c["folder"] for c in plan.loss_curves()]
+    assert len(folders) == len(set(folders)) and "res/d/p/ft_gen/lr3e-04/adapter" in folders
+    assert [s["strategy"] for s in plan.selections()] == [
+        "Ft. Embed.",
+        "Ft. Gen.",
+        "2-Phase, phase 2",
+    ]
+    assert "res/d/p/no_ft/base/test/metrics.json" in plan.table_inputs()
+    assert plan.layout.report_targets(["averaged"], ["strategies"]) == [
+        "res/report/config.yaml",
+        "res/tables/averaged.csv",
+        "res/tables/averaged.md",
+        "res/tables/averaged.tex",
+        "res/figures/strategies.png",
+    ]

@@ -157,6 +157,32 @@ class Layout:
     def index_dir(self, embedder: str) -> str:
         return f"{self.results}/corpus/{self.corpus}/index/{embedder}"
 
+    def table(self, name: str, ext: str = "csv") -> str:
+        return f"{self.results}/tables/{name}.{ext}"
+
+    def figure(self, name: str, ext: str = "png") -> str:
+        return f"{self.results}/figures/{name}.{ext}"
+
+    def report_config(self) -> str:
+        return f"{self.results}/report/config.yaml"
+
+    def report_targets(self, tables: list[str], figures: list[str]) -> list[str]:
+        """What a full run ends in: the report's config, every table in its three formats and
+        every figure."""
+        return (
+            [self.report_config()]
+            + [self.table(t, ext) for t in tables for ext in ("csv", "md", "tex")]
+            + [self.figure(f) for f in figures]
+        )
+
+    def index_file(self, embedder: str) -> str:
+        return f"{self.index_dir(embedder)}/index.faiss"
+
+    def store_manifest(self, embedder: str) -> str:
+        """The chunk and embedding shards as one input: jobs read their paths from it (see
+        ragtune.retrieval.store.write_manifest for why)."""
+        return f"{self.index_dir(embedder)}/store.json"
+
     def converted_generator(self, generator: str) -> str:
         return f"{self.results}/models/{generator}"
 
@@ -435,6 +461,151 @@ class Plan:
             return path, path
         model = self.layout.joint_model_dir(dataset, *parts)
         return model, f"{model}/query_encoder"
+
+    # -- which models a job loads: (the rule outputs it waits for, the spec it loads) ----------
+    def base_generator(self, pipeline: str) -> tuple[list[str], str]:
+        """A GGUF generator is loaded from its converted HF folder (convert_generator's
+        output); any other spec as it is."""
+        from ragtune import models
+
+        generator = self.pipelines[pipeline]["generator"]
+        spec = self.config["generators"][generator]
+        if models.resolve(spec).is_gguf:
+            folder = self.layout.converted_generator(generator)
+            return [folder], folder
+        return [], spec
+
+    def run_generator(self, dataset: str, pipeline: str, strategy: str, lrs: str):
+        """A run's generator: the base, plus its adapter for a tuned run."""
+        inputs, spec = self.base_generator(pipeline)
+        tuned = self.tuned_generator(dataset, pipeline, strategy, lrs)
+        return (inputs + [tuned[0]], tuned[1]) if tuned else (inputs, spec)
+
+    def joint_generator(self, dataset: str, pipeline: str, strategy: str, lrs: str):
+        """A joint run's starting generator: the base, or (2-Phase) its first phase's adapter."""
+        inputs, spec = self.base_generator(pipeline)
+        if self.after(strategy):
+            folder, adapter = self.tuned_generator(dataset, pipeline, strategy, lrs)
+            return inputs + [folder], adapter
+        return inputs, spec
+
+    def query_encoder(self, dataset: str, embedder: str, variant: str):
+        tuned = self.tuned_query_encoder(dataset, embedder, variant)
+        return ([tuned[0]], tuned[1]) if tuned else ([], self.config["embedders"][embedder])
+
+    def run_retrieval(self, dataset: str, pipeline: str, strategy: str, lrs: str, split: str):
+        """The retrieval a run is evaluated on: its tuned query encoder's, if it has one."""
+        variant = self.retrieval_variant(pipeline, strategy, lrs)
+        embedder = self.pipelines[pipeline]["embedder"]
+        return self.layout.retrieval(dataset, embedder, variant, split)
+
+    def validation_metrics(self, dataset: str, pipeline: str, strategy: str) -> list[str]:
+        """Every run of a grid on validation, point by point, each point's seeds together."""
+        return [
+            self.layout.metrics(dataset, pipeline, strategy, run, "validation")
+            for lrs in self.grid_lrs(dataset, pipeline, strategy)
+            for run in self.runs(lrs)
+        ]
+
+    # -- what the tables and figures read ----------------------------------------------------
+    @property
+    def datasets(self) -> list[str]:
+        """Sorted: tables, captions and labels list them in one order whatever the config's
+        key order, so a reordered config re-makes nothing."""
+        return sorted(self.config["datasets"])
+
+    @property
+    def pipeline_names(self) -> list[str]:
+        return sorted(self.pipelines)
+
+    def eval_job(self, dataset: str, pipeline: str, strategy: str, lrs: str, split: str):
+        """An evaluation's record (metrics.json) and Snakemake benchmark."""
+        return {
+            "record": self.layout.metrics(dataset, pipeline, strategy, lrs, split),
+            "benchmark": self.layout.benchmark("evaluate", dataset, pipeline, strategy, lrs, split),
+        }
+
+    def table_rows(self) -> list[dict]:
+        """One entry per (dataset, pipeline, strategy, split) row of the tables, with its chosen
+        LRs resolved and every job behind it (see ragtune.report.tables.collect)."""
+        rows = []
+        for d in self.datasets:
+            for p in self.pipeline_names:
+                for st in self.rows:
+                    lrs = self.chosen_lrs(d, p, st)
+                    # Every seed's jobs: the cost counts them all.
+                    grid = [
+                        {
+                            "lrs": run,
+                            "train": self.train_job(d, p, g_st, run),
+                            "eval": self.eval_job(d, p, g_st, run, "validation"),
+                        }
+                        for g_st, g_lrs in self.grid_points(d, p, st)
+                        for run in self.runs(g_lrs)
+                    ]
+                    chosen = [
+                        self.train_job(d, p, *job)
+                        for run in self.runs(lrs)
+                        for job in self.training_runs(st, run)
+                    ]
+                    for split in self.config["evaluation"]["splits"]:
+                        rows.append({
+                            "dataset": d,
+                            "split": split,
+                            "pipeline": p,
+                            "embedder": self.pipelines[p]["embedder"],
+                            "generator": self.pipelines[p]["generator"],
+                            "strategy": st,
+                            "lrs": lrs,
+                            "metrics": [self.layout.metrics(d, p, st, run, split)
+                                        for run in self.runs(lrs)],
+                            "chosen": chosen,
+                            "grid": grid,
+                        })  # fmt: skip
+        return rows
+
+    def table_inputs(self) -> list[str]:
+        """Every file the tables read: each row's metrics and each job's records."""
+        rows = self.table_rows()
+        files = {path for r in rows for path in r["metrics"]}
+        for r in rows:
+            jobs = r["chosen"] + [point[role] for point in r["grid"] for role in ("train", "eval")]
+            files |= {path for job in jobs for path in job.values()}
+        return sorted(files)
+
+    def loss_curves(self) -> list[dict]:
+        """Every chosen run's own training job: {dataset, pipeline, label, folder, path}. Indp.
+        trains nothing of its own (its halves have their rows); 2-Phase shows both phases, a
+        phase that is another row's run (Ft. Gen.'s) once."""
+        curves: list[dict] = []
+        for d in self.datasets:
+            for p in self.pipeline_names:
+                for st in self.rows:
+                    if STRATEGIES[st].combines:
+                        continue
+                    for run in self.runs(self.chosen_lrs(d, p, st)):
+                        for job_st, job_lrs in reversed(self.training_runs(st, run)):
+                            folder = self.model_dir(d, p, job_st, job_lrs)
+                            if any(c["folder"] == folder for c in curves):
+                                continue
+                            curves.append({
+                                "dataset": d,
+                                "pipeline": p,
+                                "label": f"{phase_label(job_st)} ({job_lrs})",
+                                "folder": folder,
+                                "path": f"{folder}/loss.csv",
+                            })  # fmt: skip
+        return curves
+
+    def selections(self) -> list[dict]:
+        """Every grid's select_lr output, for the LR-sensitivity figure."""
+        return [
+            {"dataset": d, "pipeline": p, "strategy": phase_label(st),
+             "path": self.layout.selected(d, p, st)}
+            for d in self.datasets
+            for p in self.pipeline_names
+            for st in self.selected
+        ]  # fmt: skip
 
 
 def phase_label(strategy: str) -> str:

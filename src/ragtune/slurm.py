@@ -374,3 +374,16 @@ def preflight(
         + ("; sacct's 'CANCELLED by <uid>' read as CANCELLED" if command == "sacct" else "")
     )
     return command
+
+
+def check_workflow(workflow) -> None:
+    """From the workflow's ``onstart``: on the SLURM executor only, :func:`preflight` over the
+    jobs Snakemake is about to run."""
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.name != "slurm":
+        return
+    preflight(
+        workflow.dag.needrun_jobs(),
+        workflow.executor_settings,
+        Path(".snakemake") / "ragtune-slurm-bin",
+    )

@@ -79,3 +79,13 @@ def summary(
     bar = "=" * 100
     body = [*warning, main.read_text().rstrip(), "", *where]
     return "\n".join([bar, "ragtune results", bar, *body, bar])
+
+
+def print_summary(results: str, report: str, config_md5: str, log_file: str | None = None):
+    """Print the end-of-run summary (and write it to ``log_file``)."""
+    text = summary(f"{results}/tables", f"{results}/figures", report, config_md5)
+    text = text or f"ragtune: no tables yet in {results}/tables (run snakemake first)"
+    print(text)
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(log_file).write_text(text + "\n")
