@@ -139,3 +139,26 @@ def test_float32_stays_off_the_bf16_kernel_by_default(monkeypatch):
     monkeypatch.setenv(models.BNB_CPU_KERNEL_ENV, "fast")
     with pytest.raises(ValueError, match="RAGTUNE_BNB_CPU_KERNEL='fast'"):
         models.bnb_cpu_kernel(torch.float32)
+
+
+def test_runs_without_an_adapter_load_the_base_the_adapters_use(nf4_adapter, tmp_path):
+    """evaluation.base_generator: as_adapters puts No Ft. on the NF4 base where training
+    quantises (here forced with quantize: 4bit), dequantized with lora_base dequantized; full,
+    or a training that does not quantise, keeps the full-precision base."""
+    base = toy.save_llama(tmp_path / "base")
+    bq = models.base_quantization
+    assert bq(base, "auto", "as_adapters", "4bit") == "nf4"
+    assert bq(base, "dequantized", "as_adapters", "4bit") == "nf4_dequantized"
+    assert bq(base, "full", "as_adapters", "4bit") == "none"
+    assert bq(base, "auto", "full", "4bit") == "none"
+    assert bq(base, "auto", "as_adapters", "none") == "none"
+    assert bq(base, "auto", "as_adapters", "auto") == "none"  # no CUDA here: no 4-bit training
+    adapter = str(nf4_adapter[0])
+    assert bq(adapter, "auto", "as_adapters", "4bit") == "none"  # loads as it trained
+    nf4, _ = models.load_generator(base, "float32", quantize="nf4")
+    assert any(type(m).__name__ == "Linear4bit" for m in nf4.modules())
+    deq, _ = models.load_generator(base, "float32", quantize="nf4_dequantized")
+    assert not any(type(m).__name__ == "Linear4bit" for m in deq.modules())
+    ids = torch.tensor([[1, 5, 9, 3]])
+    # the same weights, up to the 4-bit kernel's rounding
+    torch.testing.assert_close(_logits(deq, ids), _logits(nf4, ids), atol=1e-3, rtol=1e-3)

@@ -144,15 +144,18 @@ def load_generator(path: str, dtype: str, lora_base: str = "auto", quantize: str
 
     ``path`` is a model, or an adapter folder whose base comes from its adapter_config.json
     (see :func:`_load_with_adapter` for ``lora_base``). ``quantize`` ``nf4`` loads the model
-    4-bit, as QLoRA trained on it.
+    4-bit, as QLoRA trained on it; ``nf4_dequantized`` its NF4 weights dequantized.
     """
     from ragtune import runtime
 
     if (Path(path) / "adapter_config.json").exists():
         return _load_with_adapter(path, dtype, lora_base)
     compute = runtime.resolve_dtype(dtype)
-    model, tokenizer = _causal_lm(resolve(path), compute, four_bit=quantize == "nf4")
-    if quantize != "nf4":
+    four_bit = quantize in ("nf4", "nf4_dequantized")
+    model, tokenizer = _causal_lm(resolve(path), compute, four_bit=four_bit)
+    if quantize == "nf4_dequantized":
+        model = model.dequantize()  # the NF4 weights, in the compute dtype
+    if not four_bit:
         model = model.to(runtime.device())
     model.eval()
     return model, tokenizer
@@ -254,7 +257,20 @@ def loads_4bit(path: str, lora_base: str = "auto", quantize: str = "none") -> bo
     if (Path(path) / "adapter_config.json").exists():
         nf4 = trained_base(path).get("quantization") == "nf4"
         return nf4 and lora_base in ("auto", "as_trained", "dequantized")
-    return quantize == "nf4"
+    return quantize in ("nf4", "nf4_dequantized")
+
+
+def base_quantization(spec: str, lora_base: str, base_generator: str, train_quantize: str) -> str:
+    """How a run without an adapter loads its base generator (``evaluation.base_generator``):
+    ``as_adapters`` matches the base the adapter runs are evaluated on, which is 4-bit NF4
+    (``nf4``) where training quantises (:func:`quantizes`) and ``lora_base`` keeps it, its
+    dequantized weights (``nf4_dequantized``) with ``lora_base: dequantized``, else ``none``
+    (full precision). An adapter folder is not asked: it loads as it trained."""
+    if (Path(spec) / "adapter_config.json").exists():
+        return "none"
+    if base_generator == "full" or not quantizes(train_quantize) or lora_base == "full":
+        return "none"
+    return "nf4_dequantized" if lora_base == "dequantized" else "nf4"
 
 
 def _load_with_adapter(adapter: str, dtype: str, lora_base: str = "auto"):

@@ -56,6 +56,9 @@ TRIGGERS: dict[str, list[str]] = {
         "generation.dtype",
         "generation.lora_base",
         "evaluation.decoding",
+        "evaluation.base_generator",
+        # which base a run without an adapter loads follows how training quantises
+        "training.generator.quantize",
     ],
 }
 # Read only by RAG-Token / RAG-Sequence decoding (p(z|x)): a trigger of evaluate only there.

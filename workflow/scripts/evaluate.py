@@ -16,5 +16,7 @@ run(
         extra=dict(s.wildcards),
         decoding=settings(s)["evaluation"]["decoding"],
         scale=settings(s)["training"]["joint"]["scale"],
+        base_generator=settings(s)["evaluation"]["base_generator"],
+        train_quantize=settings(s)["training"]["generator"]["quantize"],
     ),
 )

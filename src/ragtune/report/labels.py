@@ -42,7 +42,8 @@ def config_label(config: dict[str, Any], two_phase_note: str = "") -> str:
     )
     label = (
         f"config md5 {config_md5(config)} (report/config.yaml); pipelines: {pipes}; "
-        f"datasets: {data}; decoding: {config['evaluation']['decoding']}"
+        f"datasets: {data}; decoding: {config['evaluation']['decoding']}; "
+        f"base generator of No Ft. and Ft. Embed.: {config['evaluation']['base_generator']}"
     )
     return f"{label}; {two_phase_note}" if two_phase_note else label
 

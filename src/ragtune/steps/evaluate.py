@@ -13,7 +13,7 @@ from ragtune.evaluation import rag_decoding
 from ragtune.evaluation.generate import generate_answers
 from ragtune.evaluation.metrics import best_em, best_f1, mean, recall_at_k
 from ragtune.io import read_jsonl, write_json, write_jsonl
-from ragtune.models import load_generator, loads_4bit
+from ragtune.models import base_quantization, load_generator, loads_4bit
 from ragtune.prompting import fit_prompt
 from ragtune.retrieval.store import ChunkStore
 
@@ -31,6 +31,8 @@ def evaluate(
     extra: dict | None = None,
     decoding: str = "concat",
     scale: float | None = None,
+    base_generator: str = "as_adapters",
+    train_quantize: str = "auto",
 ) -> dict:
     """Answer every question and score it. ``decoding``: ``concat`` (the paper's Appendix A:
     one prompt with the top-k chunks) or ``rag_token`` / ``rag_sequence`` over the k
@@ -46,9 +48,12 @@ def evaluate(
             f"{questions_path} (first: {missing[0]}); re-run the retrieve rule"
         )
     chunks = ChunkStore(chunk_shards)
-    if not loads_4bit(generator, generation["lora_base"]):
+    # A run without an adapter: on the base the adapter runs use (evaluation.base_generator).
+    quantize = base_quantization(generator, generation["lora_base"], base_generator, train_quantize)
+    if not loads_4bit(generator, generation["lora_base"], quantize):
         runtime.keep_out_bitsandbytes()
-    model, tokenizer = load_generator(generator, generation["dtype"], generation["lora_base"])
+    model, tokenizer = load_generator(generator, generation["dtype"], generation["lora_base"],
+                                      quantize=quantize)  # fmt: skip
     contexts = [chunks.get_many(retrieved[q["id"]]["rows"]) for q in questions]
     gen_start = time.time()
     if decoding == "concat":
@@ -112,6 +117,8 @@ def evaluate(
         "k": len(next(iter(retrieved.values()))["rows"]) if retrieved else 0,
         "n": len(rows),
         "decoding": decoding,
+        # a run without an adapter: the base it loaded (none: full precision)
+        "base_quantization": quantize,
         "seconds": round(time.time() - start, 3),
         "generation_seconds": round(gen_seconds, 3),
         "dtype": str(model.dtype).removeprefix("torch."),
