@@ -79,9 +79,11 @@ class Cluster:
             dev = f / "dev" / f"nvidia{i}"
             if not dev.exists():
                 os.mknod(dev, 0o666 | 0o020000, os.makedev(1, 3))
+        node = (f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} "
+                f"RealMemory={self.memory_mb} Gres=gpu:a100:{GPUS} State=UNKNOWN")  # fmt: skip
         self.conf.write_text(f"""\
 ClusterName=ragtune-test
-SlurmctldHost={self.host}
+SlurmctldHost={self.host}(127.0.0.1)
 SlurmctldPort={self.port}
 SlurmdPort={self.port + 1}
 SlurmUser=root
@@ -106,7 +108,7 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 GresTypes=gpu
-NodeName={self.host} CPUs={self.cpus} RealMemory={self.memory_mb} Gres=gpu:a100:{GPUS} State=UNKNOWN
+{node}
 PartitionName=cpu Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes={self.host} MaxTime=INFINITE State=UP
 """)
