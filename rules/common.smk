@@ -66,6 +66,8 @@ wildcard_constraints:
     lr=ragtune_plan.LR_RE,
 
 
+# A run's wildcards, for the Layout paths of its outputs.
+RUN_WILDCARDS = ("{dataset}", "{pipeline}", "{strategy}", "{lrs}")
 log_path = LAYOUT.log
 bench_path = LAYOUT.benchmark
 
@@ -170,7 +172,7 @@ CONFIG_MD5 = ragtune_labels.config_md5(config)
 CONFIG_LABEL = ragtune_labels.config_label(config, PLAN.two_phase_note())
 TABLES = ragtune_labels.tables(EVAL_SPLITS)
 FIGURES = ragtune_labels.FIGURES
-REPORT = f"{RESULTS}/report.html"
+REPORT = LAYOUT.report_html()
 
 
 def all_targets():

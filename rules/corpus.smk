@@ -7,7 +7,7 @@ rule download_corpus:
         # Only a focused corpus (corpus.focus) depends on the questions.
         qa=focus_qa_inputs(),
     output:
-        docs=f"{RESULTS}/corpus/{CORPUS}/docs/shard-{{shard}}.jsonl",
+        docs=LAYOUT.doc_shard("{shard}"),
     log:
         log_path("download_corpus", CORPUS, "{shard}"),
     benchmark:
@@ -27,10 +27,10 @@ rule download_corpus:
 
 rule chunk_corpus:
     input:
-        docs=f"{RESULTS}/corpus/{CORPUS}/docs/shard-{{shard}}.jsonl",
+        docs=LAYOUT.doc_shard("{shard}"),
     output:
-        chunks=f"{RESULTS}/corpus/{CORPUS}/chunks/shard-{{shard}}.jsonl",
-        offsets=f"{RESULTS}/corpus/{CORPUS}/chunks/shard-{{shard}}.offsets.npy",
+        chunks=LAYOUT.chunk_shard("{shard}"),
+        offsets=LAYOUT.chunk_offsets("{shard}"),
     log:
         log_path("chunk_corpus", CORPUS, "{shard}"),
     benchmark:

@@ -3,13 +3,13 @@
 
 rule evaluate:
     input:
-        questions=f"{RESULTS}/{{dataset}}/qa/{{split}}.jsonl",
+        questions=LAYOUT.qa_split("{dataset}", "{split}"),
         retrieved=retrieval_input,
         store=lambda wc: store_manifest(embedder_of(wc.pipeline)),
         generator=generator_input,
     output:
-        metrics=f"{RESULTS}/{{dataset}}/{{pipeline}}/{{strategy}}/{{lrs}}/{{split}}/metrics.json",
-        predictions=f"{RESULTS}/{{dataset}}/{{pipeline}}/{{strategy}}/{{lrs}}/{{split}}/predictions.jsonl",
+        metrics=LAYOUT.metrics(*RUN_WILDCARDS, "{split}"),
+        predictions=LAYOUT.predictions(*RUN_WILDCARDS, "{split}"),
     log:
         log_path(
             "evaluate", "{dataset}", "{pipeline}", "{strategy}", "{lrs}", "{split}"
@@ -34,7 +34,7 @@ checkpoint select_lr:
     input:
         metrics=grid_validation_metrics,
     output:
-        f"{RESULTS}/{{dataset}}/{{pipeline}}/{{strategy}}/selected.json",
+        LAYOUT.selected("{dataset}", "{pipeline}", "{strategy}"),
     log:
         log_path("select_lr", "{dataset}", "{pipeline}", "{strategy}"),
     benchmark:

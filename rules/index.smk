@@ -3,9 +3,9 @@
 
 rule embed_corpus:
     input:
-        chunks=f"{RESULTS}/corpus/{CORPUS}/chunks/shard-{{shard}}.jsonl",
+        chunks=LAYOUT.chunk_shard("{shard}"),
     output:
-        f"{RESULTS}/corpus/{CORPUS}/embeddings/{{embedder}}/shard-{{shard}}.npy",
+        LAYOUT.embedding_shard("{embedder}", "{shard}"),
     log:
         log_path("embed_corpus", CORPUS, "{embedder}", "{shard}"),
     benchmark:
@@ -27,9 +27,9 @@ rule build_index:
         shards=lambda wc: embedding_shards(wc.embedder),
         chunks=chunk_shards(),
     output:
-        index=f"{RESULTS}/corpus/{CORPUS}/index/{{embedder}}/index.faiss",
-        info=f"{RESULTS}/corpus/{CORPUS}/index/{{embedder}}/info.json",
-        store=f"{RESULTS}/corpus/{CORPUS}/index/{{embedder}}/store.json",
+        index=LAYOUT.index_file("{embedder}"),
+        info=LAYOUT.index_info("{embedder}"),
+        store=LAYOUT.store_manifest("{embedder}"),
     log:
         log_path("build_index", CORPUS, "{embedder}"),
     benchmark:

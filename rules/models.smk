@@ -4,7 +4,7 @@
 
 rule convert_generator:
     output:
-        directory(f"{RESULTS}/models/{{generator}}"),
+        directory(LAYOUT.converted_generator("{generator}")),
     log:
         log_path("convert_generator", "{generator}"),
     benchmark:

@@ -3,10 +3,10 @@
 
 rule prepare_qa:
     output:
-        train=f"{RESULTS}/{{dataset}}/qa/train.jsonl",
-        validation=f"{RESULTS}/{{dataset}}/qa/validation.jsonl",
-        test=f"{RESULTS}/{{dataset}}/qa/test.jsonl",
-        sizes=f"{RESULTS}/{{dataset}}/qa/sizes.json",
+        train=LAYOUT.qa_split("{dataset}", "train"),
+        validation=LAYOUT.qa_split("{dataset}", "validation"),
+        test=LAYOUT.qa_split("{dataset}", "test"),
+        sizes=LAYOUT.qa_sizes("{dataset}"),
     log:
         log_path("prepare_qa", "{dataset}"),
     benchmark:

@@ -3,7 +3,7 @@
 
 rule train_embedder:
     input:
-        questions=f"{RESULTS}/{{dataset}}/qa/train.jsonl",
+        questions=LAYOUT.qa_split("{dataset}", "train"),
         store=lambda wc: store_manifest(wc.embedder),
         # Where training.embedder.hard_negatives come from: the base embedder's top-k. Without
         # hard negatives no input, so that retrieval settings (k) re-train nothing here.
@@ -13,10 +13,10 @@ rule train_embedder:
             else []
         ),
     output:
-        model=directory(
-            f"{RESULTS}/{{dataset}}/models/{{embedder}}/ft_embed/lr{{lr}}/model"
+        model=directory(LAYOUT.tuned_embedder_dir("{dataset}", "{embedder}", "{lr}")),
+        info=LAYOUT.train_record(
+            LAYOUT.tuned_embedder_dir("{dataset}", "{embedder}", "{lr}")
         ),
-        info=f"{RESULTS}/{{dataset}}/models/{{embedder}}/ft_embed/lr{{lr}}/train.json",
     log:
         log_path("train_embedder", "{dataset}", "{embedder}", "lr{lr}"),
     benchmark:
@@ -36,7 +36,7 @@ rule train_embedder:
 
 rule train_generator:
     input:
-        questions=f"{RESULTS}/{{dataset}}/qa/train.jsonl",
+        questions=LAYOUT.qa_split("{dataset}", "train"),
         # Ft. Gen trains on what the *base* embedder retrieves, as in the paper (§2.2).
         retrieved=lambda wc: base_retrieval(
             wc.dataset, embedder_of(wc.pipeline), "train"
@@ -44,8 +44,8 @@ rule train_generator:
         store=lambda wc: store_manifest(embedder_of(wc.pipeline)),
         generator=lambda wc: base_generator(wc.pipeline)[0],
     output:
-        adapter=directory(f"{RESULTS}/{{dataset}}/{{pipeline}}/ft_gen/lr{{lr}}/adapter"),
-        info=f"{RESULTS}/{{dataset}}/{{pipeline}}/ft_gen/lr{{lr}}/train.json",
+        adapter=directory(LAYOUT.adapter_dir("{dataset}", "{pipeline}", "{lr}")),
+        info=LAYOUT.train_record(LAYOUT.adapter_dir("{dataset}", "{pipeline}", "{lr}")),
     log:
         log_path("train_generator", "{dataset}", "{pipeline}", "lr{lr}"),
     benchmark:
@@ -68,15 +68,13 @@ rule train_generator:
 # winner>) with phase 1's generator frozen.
 rule train_joint:
     input:
-        questions=f"{RESULTS}/{{dataset}}/qa/train.jsonl",
+        questions=LAYOUT.qa_split("{dataset}", "train"),
         index=lambda wc: index_file(embedder_of(wc.pipeline)),
         store=lambda wc: store_manifest(embedder_of(wc.pipeline)),
         generator=joint_generator_inputs,
     output:
-        model=directory(
-            f"{RESULTS}/{{dataset}}/{{pipeline}}/{{strategy}}/{{lrs}}/model"
-        ),
-        info=f"{RESULTS}/{{dataset}}/{{pipeline}}/{{strategy}}/{{lrs}}/train.json",
+        model=directory(LAYOUT.joint_model_dir(*RUN_WILDCARDS)),
+        info=LAYOUT.train_record(LAYOUT.joint_model_dir(*RUN_WILDCARDS)),
     log:
         log_path("train_joint", "{dataset}", "{pipeline}", "{strategy}", "{lrs}"),
     benchmark:

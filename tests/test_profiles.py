@@ -141,11 +141,17 @@ def _sbatch_calls(config: str) -> dict[str, str]:
     return {row["rule"]: row["call"] for row in rows if not row["local"]}
 
 
-def test_paper_config_sbatch_calls_put_every_gpu_job_on_the_gpu_partition():
+def test_paper_config_sbatch_calls_put_every_gpu_job_on_the_gpu_partition(tmp_path):
     """Every rule of the paper config, as the plugin would submit it: no GPU is asked for on
-    a CPU partition, and every rule the config gives a GPU lands on the GPU partition."""
+    a CPU partition, and every rule the config gives a GPU lands on the GPU partition. With
+    2-Phase's phase 1 as its own RAG-Token grid, a joint job is in the DAG before any grid is
+    selected (by default the first joint job waits for Ft. Gen.'s selection)."""
     paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
-    calls = _sbatch_calls(str(REPO / "config/paper.yaml"))
+    paper["strategies"]["two_phase"].update(
+        phase1="rag_token", gen_lrs=paper["strategies"]["ft_gen"]["lrs"]
+    )
+    config = write_config(paper, tmp_path / "paper.yaml")
+    calls = _sbatch_calls(str(config))
     # Each rule's GPUs come from config `resources`; retrieve_tuned shares retrieve's.
     gpu_rules = {rule for rule, n in paper["resources"].items() if n and rule != "gpu_memory_gb"}
     gpu_rules |= {"retrieve_tuned"} if "retrieve" in gpu_rules else set()

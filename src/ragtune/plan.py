@@ -148,6 +148,15 @@ class Layout:
     def qa_split(self, dataset: str, split: str) -> str:
         return f"{self.results}/{dataset}/qa/{split}.jsonl"
 
+    def qa_sizes(self, dataset: str) -> str:
+        return f"{self.results}/{dataset}/qa/sizes.json"
+
+    def doc_shard(self, shard: str) -> str:
+        return f"{self.results}/corpus/{self.corpus}/docs/shard-{shard}.jsonl"
+
+    def chunk_offsets(self, shard: str) -> str:
+        return f"{self.results}/corpus/{self.corpus}/chunks/shard-{shard}.offsets.npy"
+
     def chunk_shard(self, shard: str) -> str:
         return f"{self.results}/corpus/{self.corpus}/chunks/shard-{shard}.jsonl"
 
@@ -175,6 +184,9 @@ class Layout:
             + [self.figure(f) for f in figures]
         )
 
+    def index_info(self, embedder: str) -> str:
+        return f"{self.index_dir(embedder)}/info.json"
+
     def index_file(self, embedder: str) -> str:
         return f"{self.index_dir(embedder)}/index.faiss"
 
@@ -201,6 +213,16 @@ class Layout:
 
     def metrics(self, dataset: str, pipeline: str, strategy: str, lrs: str, split: str) -> str:
         return f"{self.run_dir(dataset, pipeline, strategy, lrs)}/{split}/metrics.json"
+
+    def predictions(self, dataset: str, pipeline: str, strategy: str, lrs: str, split: str):
+        return f"{self.run_dir(dataset, pipeline, strategy, lrs)}/{split}/predictions.jsonl"
+
+    def train_record(self, model_dir: str) -> str:
+        """A training job's train.json, beside its model folder."""
+        return f"{os.path.dirname(model_dir)}/train.json"
+
+    def report_html(self) -> str:
+        return f"{self.results}/report.html"
 
     def selected(self, dataset: str, pipeline: str, strategy: str) -> str:
         return f"{self.results}/{dataset}/{pipeline}/{strategy}/selected.json"
