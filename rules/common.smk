@@ -143,7 +143,8 @@ def _run(wc):
     return {k: wc[k] for k in ("dataset", "pipeline", "strategy", "lrs")}
 
 
-# Each is (the rule outputs a job waits for, the spec it loads): [0] is input, [1] a param.
+# Each plan answer is (the outputs a job waits for, the spec it loads); [0] is an input,
+# [1] a param.
 base_generator = PLAN.base_generator
 generator_input = lambda wc: PLAN.run_generator(**_run(wc))[0]
 generator_spec = lambda wc: PLAN.run_generator(**_run(wc))[1]

@@ -335,13 +335,12 @@ def test_figures_are_valid_images(entries, tmp_path):
 
 
 def test_report_captions_exist_for_every_output():
+    from ragtune.report import labels
+
     report_dir = REPO / "workflow/report"
-    smk = (REPO / "rules/common.smk").read_text()
-    tables_list = re.search(r"TABLES = (\[.*?\])", smk).group(1)
-    figures_list = re.search(r"FIGURES = (\[.*?\])", smk).group(1)
-    for name in json.loads(tables_list):
+    for name in labels.TABLES:
         assert (report_dir / f"table_{name}.rst").read_text().strip()
-    for name in json.loads(figures_list):
+    for name in labels.FIGURES:
         assert (report_dir / f"figure_{name}.rst").read_text().strip()
 
 
