@@ -69,6 +69,8 @@ rule train_generator:
 rule train_joint:
     input:
         questions=LAYOUT.qa_split("{dataset}", "train"),
+        # for the validation loss (training.joint.validation_loss_every)
+        val_questions=LAYOUT.qa_split("{dataset}", "validation"),
         index=lambda wc: index_file(embedder_of(wc.pipeline)),
         store=lambda wc: store_manifest(embedder_of(wc.pipeline)),
         generator=joint_generator_inputs,

@@ -4,6 +4,7 @@ import json
 from unittest.mock import Mock
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
@@ -203,6 +204,8 @@ JOINT = {
         "max_prompt_tokens": 96,
         "quantize": "none",
         "rows_per_forward": 0,
+        "validation_loss_every": 1,
+        "validation_questions": 2,
     },
 }
 RETRIEVAL = {"k": 3, "nprobe": 1, "ef_search": 16, "rescore_factor": 1}
@@ -329,11 +332,15 @@ def test_train_joint_writes_what_it_trained(joint_parts, minilm_spec, smollm_dir
         [str(tmp / "shard-000.jsonl")],
         minilm_spec,
     )
+    common["val_questions_path"] = str(tmp / "train-4.jsonl")
     both = tmp / "joint"
     train_joint(
         *args, str(smollm_dir), str(both), str(tmp / "j.json"), embed_lr=1e-5, gen_lr=1e-4, **common
     )
     assert {p.name for p in both.iterdir()} == {"query_encoder", "adapter", "loss.csv"}
+    # validation_loss_every 1: a validation loss at each of the 2 steps (the paper's Figure 4)
+    curve = pd.read_csv(both / "loss.csv")
+    assert len(curve) == 2 and curve["val_loss"].notna().all() and (curve["val_loss"] > 0).all()
     assert PeftConfig.from_pretrained(str(both / "adapter")).r == 16
     info = read_json(tmp / "j.json")
     assert info["steps"] == 2 and np.isfinite(info["final_loss"])

@@ -474,3 +474,28 @@ def test_the_optimizer_and_its_weight_decay_are_the_config_s():
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["weight_decay"] == 0.01
     with pytest.raises(ValueError, match="training.optimizer"):
         loop.make_optimizer(loop.LoopConfig(optimizer="lion"), groups())
+
+
+def test_the_validation_loss_is_recorded_at_its_interval_and_at_the_last_step(tmp_path):
+    """LoopConfig.eval_every with an ``evaluate`` callable: val_loss at steps 2, 4 and the last
+    (5), blank elsewhere in loss.csv; without it, loss.csv has no such column."""
+    import pandas as pd
+
+    w = torch.nn.Parameter(torch.tensor([2.0]))
+    calls = []
+
+    def evaluate():
+        calls.append(float(w))
+        return float(w.detach() ** 2)
+
+    batches = list(range(5))
+    cfg = loop.LoopConfig(eval_every=2, checkpoint_every=100)
+    history = loop.train(batches, lambda _: (w**2).sum(), [{"params": [w], "lr": 0.1}],
+                         tmp_path / "run", cfg, evaluate=evaluate)  # fmt: skip
+    assert [row["step"] for row in history if "val_loss" in row] == [2, 4, 5]
+    assert len(calls) == 3
+    curve = pd.read_csv(tmp_path / "run" / "loss.csv")
+    assert curve["val_loss"].isna().tolist() == [True, False, True, False, False]
+    loop.train(batches, lambda _: (w**2).sum(), [{"params": [w], "lr": 0.1}],
+               tmp_path / "plain", loop.LoopConfig(checkpoint_every=100))  # fmt: skip
+    assert "val_loss" not in pd.read_csv(tmp_path / "plain" / "loss.csv")

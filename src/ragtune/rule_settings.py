@@ -49,6 +49,8 @@ TRIGGERS: dict[str, list[str]] = {
         "training.joint.scale",
         "training.joint.max_prompt_tokens",
         "training.joint.quantize",
+        "training.joint.validation_loss_every",
+        "training.joint.validation_questions",
     ],
     "evaluate": [
         "generation.max_new_tokens",

@@ -19,6 +19,7 @@ run(
         retrieval=settings(s)["retrieval"],
         training=settings(s)["training"],
         seed=s.params.seed,
+        val_questions_path=s.input.val_questions,
     ),
     distributed=True,
 )

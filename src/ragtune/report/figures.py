@@ -150,8 +150,9 @@ def lr_sensitivity(
 
 
 def loss_curves(curves: Iterable[dict], stem, caption: str) -> list[Path]:
-    """Training loss per optimiser step of every chosen run: one panel per (dataset,
-    pipeline). ``curves``: {dataset, pipeline, label, path} where path is a run's loss.csv."""
+    """Training loss per optimiser step of every chosen run, and its validation loss where the
+    run recorded one (dashed, the paper's Figure 4): one panel per (dataset, pipeline).
+    ``curves``: {dataset, pipeline, label, path} where path is a run's loss.csv."""
     panels: dict[str, list] = {}
     for c in curves:
         panels.setdefault(f"{c['dataset']} / {c['pipeline']}", []).append(c)
@@ -159,10 +160,14 @@ def loss_curves(curves: Iterable[dict], stem, caption: str) -> list[Path]:
     for ax, (title, items) in zip(axes, panels.items(), strict=False):
         for c in items:
             df = pd.read_csv(c["path"])
-            ax.plot(df["step"], df["loss"], marker=".", label=c["label"])
+            (line,) = ax.plot(df["step"], df["loss"], marker=".", label=c["label"])
+            if "val_loss" in df:
+                val = df.dropna(subset=["val_loss"])
+                ax.plot(val["step"], val["val_loss"], "--", marker="o", color=line.get_color(),
+                        label=f"{c['label']}, validation")  # fmt: skip
         ax.set_yscale("log")
         ax.set_xlabel("optimiser step")
-        ax.set_ylabel("training loss (nats, log scale)")
+        ax.set_ylabel("loss (nats, log scale)")
         ax.set_title(title)
         ax.legend(fontsize=7)
     fig.suptitle("Training loss of the chosen runs")

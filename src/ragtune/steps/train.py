@@ -6,6 +6,7 @@ job's declared outputs before re-running it, and the checkpoint must survive tha
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -279,6 +280,7 @@ def train_joint(
     retrieval: dict,
     training: dict,
     seed: int,
+    val_questions_path: str | None = None,
 ) -> None:
     """RAG-Sequence / RAG-Token training of both models, or of one with the other frozen
     (``embed_lr`` or ``gen_lr`` None). ``generator`` is the base model when it trains (fresh
@@ -364,6 +366,30 @@ def train_joint(
             rows_per_forward=cfg["rows_per_forward"],
         )
 
+    evaluate = None
+    if cfg["validation_loss_every"] and val_questions_path:
+        val = list(read_jsonl(val_questions_path))[: cfg["validation_questions"]]
+
+        def evaluate() -> float:
+            """The joint loss on the validation questions, without gradient, dropout off."""
+            modes = (query_encoder.training, gen.training)
+            query_encoder.eval()
+            gen.eval()
+            total = 0.0
+            with torch.no_grad():
+                for a in range(0, len(val), size):
+                    part = val[a : a + size]
+                    value = joint_loss(
+                        part, embedder=query_encoder, generator=gen, tokenizer=tokenizer,
+                        retriever=retriever, loss=loss, scale=cfg["scale"],
+                        max_prompt_tokens=cfg["max_prompt_tokens"], train_embedder=False,
+                        train_generator=False, rows_per_forward=cfg["rows_per_forward"],
+                    )  # fmt: skip
+                    total += float(value) * len(part)
+            query_encoder.train(modes[0])
+            gen.train(modes[1])
+            return total / len(val)
+
     def state():
         out = {}
         if embed_lr is not None:
@@ -385,10 +411,14 @@ def train_joint(
         loss_fn,
         groups,
         work,
-        _loop_config(training, seed, accum, generator=gen if gen_lr is not None else None),
+        dataclasses.replace(
+            _loop_config(training, seed, accum, generator=gen if gen_lr is not None else None),
+            eval_every=cfg["validation_loss_every"],
+        ),
         state=state,
         load_state=load_state,
         started=start,
+        evaluate=evaluate,
         run_fingerprint=loop.fingerprint(
             [questions_path],
             index=_stat([index_path]),

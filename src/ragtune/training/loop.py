@@ -79,6 +79,8 @@ class LoopConfig:
     checkpoint_every: int = 50  # optimizer steps (at most; see checkpoint_interval)
     max_grad_norm: float | None = 1.0
     optimizer: str = "adamw"  # or "sgd"
+    # Validation loss every this many optimizer steps and at the last (0: never).
+    eval_every: int = 0
     weight_decay: float = 0.0
     seed: int = 0
     # Dynamic loss scaling, for float16 compute (GPUs without native bf16): float16 gradients
@@ -144,6 +146,7 @@ def train(
     load_state: Callable[[dict], None] | None = None,
     run_fingerprint: dict[str, str] | None = None,
     started: float | None = None,
+    evaluate: Callable[[], float] | None = None,
 ) -> list[dict]:
     """Run the loop; return the loss log. ``state`` / ``load_state`` save and restore the
     trainable weights (a strategy knows which ones they are); the loop adds the optimizer,
@@ -271,6 +274,10 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 step = len(history) + 1
                 history.append({"step": step, "loss": running, "lr": lrs})
+                last = done >= n_micro
+                if evaluate is not None and cfg.eval_every and (step % cfg.eval_every == 0 or last):
+                    # before the checkpoint below, so a resumed run keeps the point
+                    history[-1]["val_loss"] = float(evaluate())
                 bar.set_postfix(loss=f"{running:.4f}")
                 running = 0.0
                 # Every rank stops at the same step: a SIGTERM to any rank stops them all.
@@ -326,12 +333,20 @@ def earlier_attempts(work_dir: str | Path) -> list[float]:
 
 
 def write_loss_csv(history: list[dict], path: str | Path) -> None:
+    """One row per optimizer step: its training loss, the LR of each parameter group and,
+    where the run recorded one (``training.joint.validation_loss_every``), the validation
+    loss (blank at other steps)."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         n_groups = len(history[0]["lr"]) if history else 1
-        writer.writerow(["step", "loss", *[f"lr{i}" for i in range(n_groups)]])
+        val = any("val_loss" in row for row in history)
+        writer.writerow(["step", "loss", *[f"lr{i}" for i in range(n_groups)],
+                         *(["val_loss"] if val else [])])  # fmt: skip
         for row in history:
-            writer.writerow([row["step"], f"{row['loss']:.6f}", *row["lr"]])
+            cells = [row["step"], f"{row['loss']:.6f}", *row["lr"]]
+            if val:
+                cells.append(f"{row['val_loss']:.6f}" if "val_loss" in row else "")
+            writer.writerow(cells)
 
 
 def finish(work_dir: str | Path) -> None:
