@@ -341,3 +341,13 @@ def test_two_phase_phase_1_as_its_own_rag_token_grid_plans_its_joint_jobs(cfg, t
     assert out.returncode == 0, out.text[-3000:]
     for lrs in ("g3e-04", "g1e-03"):
         assert f"hotpotqa/minilm-smollm2/two_phase_1/{lrs}/model" in out.stdout
+
+
+def test_beam_search_only_with_concat_decoding(cfg):
+    from ragtune.config import ConfigError
+
+    cfg["generation"]["num_beams"] = 3
+    _checked(cfg)
+    cfg["evaluation"]["decoding"] = "rag_token"
+    with pytest.raises(ConfigError, match="num_beams is 3, but evaluation.decoding rag_token"):
+        _checked(cfg)

@@ -141,3 +141,12 @@ def test_bos_is_kept_when_the_probe_tokenizes_otherwise_after_it():
             return {"input_ids": [1, 29874] if add_special_tokens else [263]}
 
     assert special_prefix(Probe()) == [1]
+
+
+def test_beam_search_is_a_config_choice(toy_llama):
+    """generation.num_beams: 1 (greedy) by default; 3 beams answer every prompt too."""
+    model, tok = toy_llama
+    prompts = ["### Question:\nWhat is it?\n### Answer:\n", "### Answer:\n"]
+    greedy = generate_answers(model, tok, prompts, batch_size=2, max_new_tokens=4)
+    beams = generate_answers(model, tok, prompts, batch_size=2, max_new_tokens=4, num_beams=3)
+    assert len(greedy) == len(beams) == 2 and all(isinstance(a, str) for a in beams)

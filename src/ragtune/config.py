@@ -76,6 +76,12 @@ def check(config: dict[str, Any]) -> None:
     problems += _check_corpus(config)
     problems += _check_index_training(config["retrieval"])
     problems += _check_two_phase(config["strategies"])
+    if config["generation"]["num_beams"] > 1 and config["evaluation"]["decoding"] != "concat":
+        problems.append(
+            f"generation.num_beams is {config['generation']['num_beams']}, but "
+            f"evaluation.decoding {config['evaluation']['decoding']} decodes greedily over the "
+            "k single-chunk prompts: set num_beams to 1, or decoding to concat"
+        )
     for name, dataset in config["datasets"].items():
         problems += _check_dataset(name, dataset)
     if problems:

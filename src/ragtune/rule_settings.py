@@ -54,6 +54,7 @@ TRIGGERS: dict[str, list[str]] = {
     ],
     "evaluate": [
         "generation.max_new_tokens",
+        "generation.num_beams",
         "generation.max_prompt_tokens",
         "generation.dtype",
         "generation.lora_base",

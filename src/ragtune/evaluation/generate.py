@@ -30,9 +30,11 @@ def generate_answers(
     *,
     batch_size: int,
     max_new_tokens: int,
+    num_beams: int = 1,
     early_stop: bool = True,
     progress: bool = True,
 ) -> list[str]:
+    """Each prompt's answer line, greedy (``num_beams`` 1) or by beam search."""
     tokenizer.padding_side = "left"
     # With the tokenizer's special prefix (BOS), exactly as training tokenized its prompts.
     encoded = [prompt_ids(tokenizer, p) for p in prompts]
@@ -49,6 +51,7 @@ def generate_answers(
         out = model.generate(
             **enc,
             do_sample=False,
+            num_beams=num_beams,
             max_new_tokens=max_new_tokens,
             pad_token_id=tokenizer.pad_token_id,
             **stop_kwargs,

@@ -313,8 +313,9 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
             def evaluation(batch_size, gcfg=gcfg, gen_spec=gen_spec):
                 # The base model in the compute dtype: No Ft. and Ft. Embed. evaluate it, the
                 # largest of a pipeline's evaluations (tuned runs use the 4-bit base). RAG
-                # decoding runs a batch's questions' k single-chunk prompts as its rows.
-                rows = batch_size
+                # decoding runs a batch's questions' k single-chunk prompts as its rows, beam
+                # search a prompt's num_beams beams.
+                rows = batch_size * gcfg["num_beams"]
                 if config["evaluation"]["decoding"] != "concat":
                     from ragtune.evaluation.rag_decoding import rows_per_batch
 

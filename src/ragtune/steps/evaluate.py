@@ -67,6 +67,7 @@ def evaluate(
             prompts,
             batch_size=generation["batch_size"],
             max_new_tokens=generation["max_new_tokens"],
+            num_beams=generation["num_beams"],
         )
     else:
         decode = {
