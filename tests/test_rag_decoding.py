@@ -133,7 +133,7 @@ def test_the_evaluate_step_decodes_as_configured(tmp_path, decoding):
                   "gold_titles": ["Oslo"]}]  # fmt: skip
     write_jsonl(tmp_path / "q.jsonl", questions)
     generation = {"dtype": "float32", "lora_base": "auto", "max_prompt_tokens": 256,
-                  "batch_size": 1, "max_new_tokens": 5}  # fmt: skip
+                  "batch_size": 1, "max_new_tokens": 5, "num_beams": 1}  # fmt: skip
     runs = {}
     for k, name in ((3, decoding), (1, decoding), (1, "concat")):
         write_jsonl(tmp_path / "r.jsonl", [{"qid": "q1", "rows": list(range(k)),

@@ -37,6 +37,7 @@ TRAINING = {
         "batch_size": 2,
         "effective_batch_size": 2,
         "max_prompt_tokens": 128,
+        "loss_tokens": "answer",
         "quantize": "none",
     },
 }

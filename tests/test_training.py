@@ -176,6 +176,11 @@ def test_examples_mask_the_prompt_and_end_the_answer_line():
     assert batch["attention_mask"][1].tolist() == [0] * 6 + [1, 1, 1]
     assert batch["position_ids"][1].tolist() == [0] * 7 + [1, 2]
     assert batch["answer_mask"].tolist() == [[1] * 6, [0] * 4 + [1, 1]]
+    # training.generator.loss_tokens: all scores every token but the first (nothing predicts
+    # it), prompt included
+    every = build_example(Tok(), "Q?\n", " Paris ", "all")
+    assert every.input_ids == ex.input_ids and every.answer_mask == [0] + [1] * 8
+    assert collate([every], pad_id=0)["answer_mask"].tolist() == [[1] * 8]
 
 
 def test_length_grouping_cuts_padding():
@@ -499,3 +504,21 @@ def test_the_validation_loss_is_recorded_at_its_interval_and_at_the_last_step(tm
     loop.train(batches, lambda _: (w**2).sum(), [{"params": [w], "lr": 0.1}],
                tmp_path / "plain", loop.LoopConfig(checkpoint_every=100))  # fmt: skip
     assert "val_loss" not in pd.read_csv(tmp_path / "plain" / "loss.csv")
+
+
+def test_a_loss_over_every_token_runs_through_the_same_forward(tmp_path):
+    """loss_tokens all: the LM head over the whole sequence, the first token unscored; on a
+    toy Llama its NLL is finite and covers more tokens than the answer-only one."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ragtune import toy
+    from ragtune.prompting import answer_token_logprobs
+    from ragtune.training.generator import generator_loss
+
+    folder = toy.save_llama(tmp_path / "toy")
+    model, tok = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    answer = collate([build_example(tok, "Where is Paris?", "France")], tok.pad_token_id or 0)
+    every = collate([build_example(tok, "Where is Paris?", "France", "all")], tok.pad_token_id or 0)
+    assert every["answer_mask"].sum() > answer["answer_mask"].sum()
+    assert answer_token_logprobs(model, every).shape == every["answer_mask"].shape
+    assert torch.isfinite(generator_loss(model, every))

@@ -84,11 +84,16 @@ class Example:
     answer_mask: list[int]  # 1 on the answer tokens the loss scores
 
 
-def build_example(tokenizer, prompt: str, answer: str) -> Example:
-    """The prompt with the tokenizer's special prefix (as at evaluation), then the answer."""
+def build_example(tokenizer, prompt: str, answer: str, loss_tokens: str = "answer") -> Example:
+    """The prompt with the tokenizer's special prefix (as at evaluation), then the answer.
+    ``loss_tokens`` ``all`` scores every token but the first (nothing predicts it), prompt
+    included; ``answer`` the answer's alone."""
     prompt_part = prompt_ids(tokenizer, prompt)
     answer_ids = tokenizer(answer.strip() + "\n", add_special_tokens=False)["input_ids"]
-    return Example(prompt_part + answer_ids, [0] * len(prompt_part) + [1] * len(answer_ids))
+    ids = prompt_part + answer_ids
+    if loss_tokens == "all":
+        return Example(ids, [0] + [1] * (len(ids) - 1))
+    return Example(ids, [0] * len(prompt_part) + [1] * len(answer_ids))
 
 
 def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:

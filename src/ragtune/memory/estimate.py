@@ -105,17 +105,23 @@ def affine_in_layers(estimator):
     return run
 
 
-def _examples(rows: int, prompt_tokens: int, prefix_tokens: int):
+def _examples(rows: int, prompt_tokens: int, prefix_tokens: int, loss_tokens: str = "answer"):
     """``rows`` token sequences of ``prompt_tokens`` + the answer, their first
-    ``prefix_tokens`` shared (the joint step's instruction), the rest different per row."""
+    ``prefix_tokens`` shared (the joint step's instruction), the rest different per row; the
+    loss scores the answer, or (``loss_tokens`` ``all``) every token but the first, which puts
+    the LM head over the whole sequence."""
     from ragtune.prompting import Example
 
     tail = prompt_tokens - prefix_tokens
+    n = prompt_tokens + ANSWER_TOKENS
+    if loss_tokens == "all":
+        mask = [0] + [1] * (n - 1)
+    else:
+        mask = [0] * prompt_tokens + [1] * ANSWER_TOKENS
     return [
-        Example([3] * prefix_tokens + [4 + i] * tail + [5] * ANSWER_TOKENS,
-                [0] * prompt_tokens + [1] * ANSWER_TOKENS)
+        Example([3] * prefix_tokens + [4 + i] * tail + [5] * ANSWER_TOKENS, mask)
         for i in range(rows)
-    ]  # fmt: skip
+    ]
 
 
 @affine_in_layers
@@ -135,6 +141,7 @@ def generator_training(
     prefix_tokens: int = 0,
     rows_per_forward: int = 0,
     target: str = "cuda",
+    loss_tokens: str = "answer",
 ) -> Estimate:
     """One training step of the generator under QLoRA, through ragtune's own loss code:
     Ft. Gen.'s answer NLL over ``rows`` prompts of ``prompt_tokens`` (+ the answer), or, with
@@ -163,7 +170,7 @@ def generator_training(
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     weights = base_weights + sum(_bytes(p) for p in trainable)  # LoRA adapters, float32
-    examples = _examples(rows, prompt_tokens, prefix_tokens if joint_k else 0)
+    examples = _examples(rows, prompt_tokens, prefix_tokens if joint_k else 0, loss_tokens)
     with _watch(model, target) as (live, saved):
         if joint_k:
             logp = answer_logprobs_by_row(model, examples, 0, rows_per_forward)

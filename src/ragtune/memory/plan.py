@@ -249,6 +249,7 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
                     rows=rows,
                     prompt_tokens=g["max_prompt_tokens"],
                     quantized=_quantized(g["quantize"]),
+                    loss_tokens=g["loss_tokens"],
                     **lora,
                 )
 

@@ -213,6 +213,7 @@ def train_generator(
                 cfg["max_prompt_tokens"],
             ),
             q["answers"][0],
+            cfg["loss_tokens"],
         )
         for q in questions
     ]
