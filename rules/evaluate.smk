@@ -44,5 +44,6 @@ checkpoint select_lr:
     params:
         grid=grid_lrs,
         metric=config["selection"]["metric"],
+        pipelines=lambda wc: PLAN.selection_pipelines(wc.pipeline, wc.strategy),
     script:
         "../workflow/scripts/select_lr.py"

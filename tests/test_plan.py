@@ -298,3 +298,42 @@ def test_what_the_tables_and_figures_read():
         "res/tables/averaged.tex",
         "res/figures/strategies.png",
     ]
+
+
+def test_ft_embed_s_lr_can_be_chosen_per_embedder(tmp_path):
+    """selection.ft_embed_per: embedder scores Ft. Embed.'s grid on every pipeline of the
+    embedder (the paper gives both generators one Ft. Embed. LR); other grids stay per
+    pipeline."""
+    from ragtune.io import read_json, write_json
+    from ragtune.selection import select_lr
+
+    plan, _ = make()
+    plan.pipelines.update({"q": {"embedder": "mini", "generator": "big"},
+                           "r": {"embedder": "other", "generator": "smol"}})  # fmt: skip
+    assert plan.selection_pipelines("p", "ft_embed") == ["p"]
+    plan.config["selection"] = {"ft_embed_per": "embedder"}
+    assert plan.selection_pipelines("q", "ft_embed") == ["p", "q"]
+    assert plan.selection_pipelines("p", "ft_gen") == ["p"]
+    paths = plan.validation_metrics("d", "p", "ft_embed")
+    assert paths == [
+        "res/d/p/ft_embed/e3e-05/validation/metrics.json",
+        "res/d/q/ft_embed/e3e-05/validation/metrics.json",
+        "res/d/p/ft_embed/e1e-04/validation/metrics.json",
+        "res/d/q/ft_embed/e1e-04/validation/metrics.json",
+    ]
+    # p prefers 1e-4 by a little, q prefers 3e-5 by a lot: the embedder's mean picks 3e-5.
+    scores = {"p": {"e3e-05": 40.0, "e1e-04": 41.0}, "q": {"e3e-05": 50.0, "e1e-04": 30.0}}
+    files = []
+    for path in paths:
+        pipe, lrs = path.split("/")[2], path.split("/")[4]
+        f = tmp_path / pipe / lrs / "metrics.json"
+        f.parent.mkdir(parents=True)
+        write_json(f, {"f1": scores[pipe][lrs]})
+        files.append(str(f))
+    grid = ["e3e-05", "e1e-04"]
+    out = tmp_path / "selected.json"
+    assert select_lr(files, grid, "f1", str(out), pipelines=["p", "q"]) == "e3e-05"
+    assert read_json(out)["scores"] == {"e3e-05": 45.0, "e1e-04": 35.5}
+    assert read_json(out)["pipelines"] == ["p", "q"]
+    with pytest.raises(ValueError, match="x 1 seed\\(s\\) x 2 pipeline\\(s\\)"):
+        select_lr(files[:3], grid, "f1", str(out), pipelines=["p", "q"])

@@ -521,12 +521,23 @@ class Plan:
         embedder = self.pipelines[pipeline]["embedder"]
         return self.layout.retrieval(dataset, embedder, variant, split)
 
+    def selection_pipelines(self, pipeline: str, strategy: str) -> list[str]:
+        """The pipelines whose validation scores choose ``pipeline``'s LR: its own, or (Ft.
+        Embed. with ``selection.ft_embed_per: embedder``) every pipeline of its embedder."""
+        per = (self.config.get("selection") or {}).get("ft_embed_per", "pipeline")
+        if strategy != "ft_embed" or per != "embedder":
+            return [pipeline]
+        embedder = self.pipelines[pipeline]["embedder"]
+        return [p for p in self.pipeline_names if self.pipelines[p]["embedder"] == embedder]
+
     def validation_metrics(self, dataset: str, pipeline: str, strategy: str) -> list[str]:
-        """Every run of a grid on validation, point by point, each point's seeds together."""
+        """Every run of a grid on validation, point by point, each point's seeds together and,
+        within a seed, each of :meth:`selection_pipelines`."""
         return [
-            self.layout.metrics(dataset, pipeline, strategy, run, "validation")
+            self.layout.metrics(dataset, p, strategy, run, "validation")
             for lrs in self.grid_lrs(dataset, pipeline, strategy)
             for run in self.runs(lrs)
+            for p in self.selection_pipelines(pipeline, strategy)
         ]
 
     # -- what the tables and figures read ----------------------------------------------------

@@ -10,5 +10,6 @@ run(
         s.output[0],
         # read at run time: a change of seeds changes the inputs, which re-runs this already
         s.config.get("seeds"),
+        list(s.params.pipelines),
     ),
 )
