@@ -17,19 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragtune import models
+from ragtune import models, rules
 
 log = logging.getLogger(__name__)
 
 # Which rules read each kind of source (by config key prefix): a source no pending job reads
 # is not looked up, so a re-run of the tables works offline once the downloads are done.
+# The rules that read each kind of source (ragtune.rules.RULES, their `hub` prefixes).
 READERS = {
-    "corpus.source": {"download_corpus"},
-    "corpus.chunking.tokenizer": {"chunk_corpus"},
-    "datasets.": {"prepare_qa"},
-    "embedders.": {"embed_corpus", "retrieve", "train_embedder", "train_joint", "evaluate"},
-    "generators.": {"convert_generator", "train_generator", "train_joint", "evaluate"},
-}
+    prefix: rules.readers(prefix)
+    for prefix in ("corpus.source", "corpus.chunking.tokenizer", "datasets.", "embedders.",
+                   "generators.")
+}  # fmt: skip
 # Set for every job where no source is on the Hub: the datasets and Hub libraries then make no
 # network call (without them a local-only run still asks the Hub, e.g. datasets' counters).
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

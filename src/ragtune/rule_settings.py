@@ -16,54 +16,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-_SEARCH = ["retrieval.k", "retrieval.nprobe", "retrieval.ef_search", "retrieval.rescore_factor"]
-_TRAINING = [
-    "training.warmup_ratio",
-    "training.optimizer",
-    "training.weight_decay",
-    "training.max_grad_norm",
-]
-_LORA = ["training.lora_dropout"]
-_RUN_TIME_TRAINING = ["training.checkpoint_every", "training.gradient_checkpointing"]
+from ragtune.rules import RULES
 
-TRIGGERS: dict[str, list[str]] = {
-    "embed_corpus": ["embedding.max_seq_length"],
-    "build_index": ["retrieval.index_factory", "retrieval.train_size"],
-    "retrieve": _SEARCH,
-    "retrieve_tuned": _SEARCH,
-    "train_embedder": _TRAINING
-    + [
-        "training.embedder.loss",
-        "training.embedder.batch_size",
-        "training.embedder.scale",
-        "training.embedder.positives",
-        "training.embedder.hard_negatives",
-    ],
-    "train_generator": _TRAINING + _LORA + ["training.generator"],
-    "train_joint": _TRAINING
-    + _LORA
-    + _SEARCH
-    + [
-        "training.joint.batch_size",
-        "training.joint.effective_batch_size",
-        "training.joint.scale",
-        "training.joint.max_prompt_tokens",
-        "training.joint.quantize",
-        "training.joint.validation_loss_every",
-        "training.joint.validation_questions",
-    ],
-    "evaluate": [
-        "generation.max_new_tokens",
-        "generation.num_beams",
-        "generation.max_prompt_tokens",
-        "generation.dtype",
-        "generation.lora_base",
-        "evaluation.decoding",
-        "evaluation.base_generator",
-        # which base a run without an adapter loads follows how training quantises
-        "training.generator.quantize",
-    ],
-}
+# Each rule's keys live in its entry of ragtune.rules.RULES.
+TRIGGERS: dict[str, list[str]] = {n: list(r.triggers) for n, r in RULES.items() if r.triggers}
 # Read only by RAG-Token / RAG-Sequence decoding (p(z|x)): a trigger of evaluate only there.
 DECODING_TRIGGERS = ["training.joint.scale"]
 # The generator's compute dtype shapes what a generator job trains, but is a trigger only once
@@ -71,18 +27,7 @@ DECODING_TRIGGERS = ["training.joint.scale"]
 # so that results trained before it existed are not re-trained for it.
 DTYPE_TRIGGERS = ["training.dtype"]
 GENERATOR_TRAINING = ("train_generator", "train_joint")
-RUN_TIME: dict[str, list[str]] = {
-    "embed_corpus": ["embedding.batch_size"],
-    # k is only checked against the corpus here: the index does not depend on it.
-    "build_index": ["retrieval.add_batch_size", "retrieval.k"],
-    "retrieve": ["retrieval.query_batch_size"],
-    "retrieve_tuned": ["retrieval.query_batch_size"],
-    # GradCache computes the same loss and gradients as plain MNRL in mini-batches.
-    "train_embedder": ["training.checkpoint_every", "training.embedder.mini_batch"],
-    "train_generator": _RUN_TIME_TRAINING,
-    "train_joint": _RUN_TIME_TRAINING + ["training.joint.rows_per_forward"],
-    "evaluate": ["generation.batch_size"],
-}
+RUN_TIME: dict[str, list[str]] = {n: list(r.run_time) for n, r in RULES.items() if r.run_time}
 
 
 def canonical(value: Any) -> Any:

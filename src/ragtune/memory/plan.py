@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ragtune.lora import LORA_RANK, LORA_TARGETS
 from ragtune.memory.result import Estimate
+from ragtune.rules import RULES
 
 log = logging.getLogger(__name__)
 
@@ -177,19 +178,12 @@ def _embedder_jobs(config: dict, spec: str) -> list[tuple[str, dict, str]]:
     train_rows = emb["mini_batch"] if emb["loss"] == "cached_mnrl" else emb["batch_size"]
     batch = config["embedding"]["batch_size"]
     queries = config["retrieval"]["query_batch_size"]
-    return [
-        (
-            "embed_corpus",
-            dict(rows=batch, tokens=chunk_tokens, train=False),
-            "embedding.batch_size",
-        ),
-        ("retrieve", dict(rows=queries, tokens=tokens, train=False), "retrieval.query_batch_size"),
-        (
-            "train_embedder",
-            dict(rows=train_rows, tokens=tokens, train=True),
-            "training.embedder.batch_size (or loss: cached_mnrl with a smaller mini_batch)",
-        ),
+    jobs = [
+        ("embed_corpus", dict(rows=batch, tokens=chunk_tokens, train=False)),
+        ("retrieve", dict(rows=queries, tokens=tokens, train=False)),
+        ("train_embedder", dict(rows=train_rows, tokens=tokens, train=True)),
     ]
+    return [(rule, kwargs, RULES[rule].batch_knob) for rule, kwargs in jobs]
 
 
 def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None) -> list[Row]:
@@ -258,7 +252,7 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
                 pipeline,
                 ft_gen,
                 g["batch_size"],
-                "training.generator.batch_size",
+                RULES["train_generator"].batch_knob,
                 ["training.generator.max_prompt_tokens", *more],
             )
         if on_gpu("train_joint"):
@@ -301,7 +295,7 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
                 pipeline,
                 joint,
                 j["batch_size"],
-                "training.joint.batch_size",
+                RULES["train_joint"].batch_knob,
                 [
                     "training.joint.rows_per_forward",
                     "training.joint.max_prompt_tokens",
@@ -336,7 +330,7 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
                 pipeline,
                 evaluation,
                 gcfg["batch_size"],
-                "generation.batch_size",
+                RULES["evaluate"].batch_knob,
                 ["generation.max_prompt_tokens"],
             )
     return rows
