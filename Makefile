@@ -105,7 +105,8 @@ test: install
 test-slurm: install
 	$(BIN)/python -m pytest -q -m slurm --durations=5
 
-# The fast tier: all but the end-to-end workflow runs and the slow tests (real installs).
+# The fast tier: all but the end-to-end workflow runs and the slow tests (real installs,
+# torchrun, real-model training, the 200k-vector index; pytest.mark.slow).
 test-fast: install
 	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "not workflow and not slow and not slurm"
 

@@ -11,6 +11,9 @@ import torch
 from ragtune.training import distributed
 from ragtune.training.embedder import cached_mnrl_step, mnrl_loss, query_slices
 
+# Slow tier (ranks under torchrun): `make test` runs it, `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
 # A job script as Snakemake writes one: it builds its own `snakemake` object, then hands a
 # step to the runner. With gpu=2 the runner re-runs this very file under torchrun.
 JOB = textwrap.dedent(

@@ -28,6 +28,7 @@ def generator(smollm_dir):
     return load_generator(str(smollm_dir), "float32")
 
 
+@pytest.mark.slow  # the real SmolLM2, converted from its GGUF
 def test_fit_prompt_cuts_context_tail_only(generator):
     _, tok = generator
     chunks = [{"title": f"T{i}", "text": "word " * 200} for i in range(5)]
@@ -37,6 +38,7 @@ def test_fit_prompt_cuts_context_tail_only(generator):
     assert p.endswith("### Question:\nWhat is it?\n### Answer:\n")
 
 
+@pytest.mark.slow  # the real SmolLM2, converted from its GGUF
 def test_batched_early_stop_matches_one_at_a_time(generator):
     model, tok = generator
     ctx = [

@@ -7,6 +7,9 @@ from ragtune.retrieval import index as faiss_index
 from ragtune.retrieval import synthetic
 from ragtune.retrieval.store import EmbeddingStore
 
+# Slow tier (the 200k-vector index): `make test` runs it, `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):

@@ -16,6 +16,9 @@ from ragtune.retrieval.store import line_offsets, offsets_path
 from ragtune.steps.train import train_embedder, train_generator
 from ragtune.training import loop
 
+# Slow tier (real SmolLM2-135M and MiniLM training): `make test` runs it, test-fast does not.
+pytestmark = pytest.mark.slow
+
 TRAINING = {
     "warmup_ratio": 0.0,
     "optimizer": "adamw",
