@@ -19,10 +19,17 @@ MIRROR = REPO.parent / "shared" / "data" / "mirror"
 
 
 def pytest_collection_modifyitems(items):
-    """Run the slow end-to-end workflow tests first: under ``pytest -n`` (``make test``) the
-    longest file then starts at once and the others fill the remaining workers around it,
-    instead of the run ending on it alone."""
-    items.sort(key=lambda item: item.get_closest_marker("workflow") is None)
+    """Longest first: the end-to-end workflow runs, then the slow tests, then the rest. Under
+    ``pytest -n --dist loadfile`` (``make test``) each file goes whole to the next free
+    worker in this order, so the long files start at once and the short ones fill in around
+    them, instead of the run ending on a long one alone."""
+
+    def tier(item):
+        if item.get_closest_marker("workflow"):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=tier)
 
 
 @pytest.fixture(scope="session")
