@@ -448,3 +448,29 @@ def test_the_cost_counts_every_seed(seeded_run):
     assert indp["Grid training jobs"] == 3 * len(SEEDS)
     per_pipeline = read_runs(results / "tables/per_pipeline.csv").set_index("strategy")
     assert per_pipeline.loc["Ft. Gen.", "Seeds"] == 2
+
+
+# ---- a config with no strategy but No Ft. ----------------------------------------------------
+def test_a_baseline_only_config_runs_to_its_tables(tiny_run, tmp_path):
+    """`strategies: {}` (which the schema accepts) runs to its tables and figures; it once
+    crashed grouping an empty significance table. On hard links to the tiny run's untrained
+    steps and No Ft. runs, so only the report is made."""
+    import copy
+    import shutil
+
+    tiny_cfg, tiny_results, _ = tiny_run
+    results = tmp_path / "results"
+    for part in [*SHARED, f"hotpotqa/{RUNS}/no_ft/base/test"]:
+        shutil.copytree(tiny_results / part, results / part, copy_function=os.link)
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["results"] = str(results)
+    cfg["strategies"] = {}
+    path = write_config(cfg, tmp_path / "baseline.yaml")
+    out = snakemake("--cores", "2", "--configfile", str(path), "--directory", str(tmp_path))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "rule evaluate:" not in out.stdout  # No Ft.'s runs were the tiny run's
+    averaged = pd.read_csv(results / "tables/averaged.csv")
+    assert list(averaged["strategy"]) == ["No Ft."]
+    assert len(pd.read_csv(results / "tables/significance.csv")) == 0
+    assert (results / "figures/strategies.png").stat().st_size > 0
+    assert "ragtune results" in out.stdout + out.stderr
