@@ -24,10 +24,16 @@ def pytest_collection_modifyitems(items):
     worker in this order, so the long files start at once and the short ones fill in around
     them, instead of the run ending on a long one alone."""
 
+    # The two longest files by far (the tiny workflow run with the runs on its hard links, and
+    # the wheelhouse installs): each starts at once on its own worker.
+    first = {"test_workflow.py": 0, "test_install.py": 1}
+
     def tier(item):
+        if item.path.name in first:
+            return first[item.path.name]
         if item.get_closest_marker("workflow"):
-            return 0
-        return 1 if item.get_closest_marker("slow") else 2
+            return 2
+        return 3 if item.get_closest_marker("slow") else 4
 
     items.sort(key=tier)
 
