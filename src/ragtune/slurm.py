@@ -288,7 +288,8 @@ def shim_main(real: str, args: list[str]) -> int:
 def install_sacct_shim(folder: Path) -> Path | None:
     """Write the shim into ``folder`` and put it first on this process's PATH (the plugin runs
     ``sacct`` by name). Returns the shim, or None where there is no sacct to wrap."""
-    folder = Path(folder)
+    # Absolute: the jobs sbatch starts inherit this PATH, from their own working folder.
+    folder = Path(folder).resolve()
     path_dirs = [
         d
         for d in os.environ.get("PATH", "").split(os.pathsep)
