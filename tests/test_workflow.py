@@ -356,16 +356,22 @@ SHARED = ["corpus", "models", "hotpotqa/qa", "hotpotqa/retrieval/minilm/base",
           f"hotpotqa/{RUNS}/no_ft/base/validation"]  # fmt: skip
 
 
+def _linked_results(tiny_results, results, parts):
+    """``parts`` of the tiny run's results, as hard links under ``results`` (mtimes kept)."""
+    import shutil
+
+    for part in parts:
+        shutil.copytree(tiny_results / part, results / part, copy_function=os.link)
+
+
 @pytest.fixture(scope="module")
 def seeded_run(tiny_run, tmp_path_factory):
     import copy
-    import shutil
 
     tiny_cfg, tiny_results, _ = tiny_run
     tmp = tmp_path_factory.mktemp("seeded")
     results = tmp / "results"
-    for part in SHARED:
-        shutil.copytree(tiny_results / part, results / part, copy_function=os.link)
+    _linked_results(tiny_results, results, SHARED)
     cfg = copy.deepcopy(tiny_cfg)
     cfg["results"] = str(results)
     cfg["resources"]["train_embedder"] = 1
@@ -456,12 +462,10 @@ def test_a_baseline_only_config_runs_to_its_tables(tiny_run, tmp_path):
     crashed grouping an empty significance table. On hard links to the tiny run's untrained
     steps and No Ft. runs, so only the report is made."""
     import copy
-    import shutil
 
     tiny_cfg, tiny_results, _ = tiny_run
     results = tmp_path / "results"
-    for part in [*SHARED, f"hotpotqa/{RUNS}/no_ft/base/test"]:
-        shutil.copytree(tiny_results / part, results / part, copy_function=os.link)
+    _linked_results(tiny_results, results, [*SHARED, f"hotpotqa/{RUNS}/no_ft/base/test"])
     cfg = copy.deepcopy(tiny_cfg)
     cfg["results"] = str(results)
     cfg["strategies"] = {}
