@@ -131,6 +131,10 @@ def embedding_shards(embedder):
     return [LAYOUT.embedding_shard(embedder, s) for s in SHARDS]
 
 
+def refreshed_shards(dataset, embedder, variant):
+    return [LAYOUT.refreshed_shard(dataset, embedder, variant, s) for s in SHARDS]
+
+
 def embedder_of(pipeline):
     return PIPELINES[pipeline]["embedder"]
 
@@ -157,7 +161,7 @@ query_embedder_spec = lambda wc: PLAN.query_encoder(
     wc.dataset, wc.embedder, wc.variant
 )[1]
 retrieval_input = lambda wc: PLAN.run_retrieval(**_run(wc), split=wc.split)
-joint_loss = lambda wc: ragtune_plan.STRATEGIES[wc.strategy].loss
+joint_loss = lambda wc: ragtune_rule_settings.canonical(PLAN.loss_params(wc.strategy))
 joint_lrs = lambda wc: PLAN.joint_lrs(wc.strategy, wc.lrs)
 grid_lrs = lambda wc: PLAN.grid_lrs(wc.dataset, wc.pipeline, wc.strategy)
 grid_validation_metrics = lambda wc: PLAN.validation_metrics(

@@ -51,13 +51,14 @@ rule retrieve:
 
 
 rule retrieve_tuned:
-    # A tuned query encoder's top-k for the evaluation splits, from the same index: only the
-    # query side was trained. Test is retrieved even for a grid point that will not win: it
+    # A tuned query encoder's top-k for the evaluation splits, from the base index where only
+    # the query side was trained. Test is retrieved even for a grid point that will not win: it
     # costs one more batch of queries, against a second job's start-up for the winner.
     input:
         questions=[qa_split("{dataset}", split) for split in EVAL_SPLITS],
-        index=lambda wc: index_file(wc.embedder),
-        store=lambda wc: store_manifest(wc.embedder),
+        # The base index, or the run's own where it trained its document encoder.
+        index=lambda wc: PLAN.search_index(wc.dataset, wc.embedder, wc.variant)["index"],
+        store=lambda wc: PLAN.search_index(wc.dataset, wc.embedder, wc.variant)["store"],
         query_encoder=query_embedder_input,
     output:
         [retrieval_file("{dataset}", "{embedder}", "{variant}", s) for s in EVAL_SPLITS],

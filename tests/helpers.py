@@ -75,3 +75,51 @@ def snakemake(
     return subprocess.run(
         [*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+def training_corpus(mirror: Path, minilm_spec: str, tmp: Path, n: int):
+    """``n`` HotpotQA questions of the mirror's train file, their 10 context paragraphs each
+    as a one-shard corpus embedded by MiniLM (``emb-000.npy``), and the base top 3
+    (``retrieved.jsonl``). Returns (the folder, the questions)."""
+    import json
+
+    import numpy as np
+
+    from ragtune import models
+    from ragtune.io import read_jsonl, write_jsonl
+    from ragtune.retrieval.embed import encode, passage_text
+    from ragtune.retrieval.store import line_offsets, offsets_path
+
+    questions, chunks = [], {}
+    for rec in read_jsonl(mirror / "hotpotqa/train.jsonl.gz"):
+        questions.append(
+            {
+                "id": rec["id"],
+                "question": rec["question"],
+                "answers": [rec["answer"]],
+                "gold_titles": list(dict.fromkeys(rec["supporting_facts"]["title"])),
+            }
+        )
+        for title, sents in zip(rec["context"]["title"], rec["context"]["sentences"], strict=True):
+            chunks.setdefault(
+                title, {"id": f"c{len(chunks)}", "title": title, "text": "".join(sents)}
+            )
+        if len(questions) == n:
+            break
+    shard = tmp / "shard-000.jsonl"
+    shard.write_text("".join(json.dumps(c) + "\n" for c in chunks.values()))
+    np.save(offsets_path(shard), line_offsets(shard))
+    model = models.load_embedder(minilm_spec, device="cpu")
+    vecs = encode(model, [passage_text(c) for c in chunks.values()], 32)
+    np.save(tmp / "emb-000.npy", vecs.astype(np.float16))
+    write_jsonl(tmp / "train.jsonl", questions)
+    qv = encode(model, [q["question"] for q in questions], 32)
+    top = np.argsort(-(qv @ vecs.T), axis=1)[:, :3]
+    write_jsonl(
+        tmp / "retrieved.jsonl",
+        [
+            {"qid": q["id"], "rows": [int(r) for r in rows]}
+            for q, rows in zip(questions, top, strict=True)
+        ],
+    )
+    return tmp, questions

@@ -32,6 +32,7 @@ def make(strategies=STRATEGIES, winners=WINNERS):
         "corpus": {"name": "wiki"},
         "pipelines": {"p": {"embedder": "mini", "generator": "smol"}},
         "strategies": strategies,
+        "generators": {"smol": "org/smol"},
     }
     return P.Plan(config, winner), asked
 
@@ -337,3 +338,113 @@ def test_ft_embed_s_lr_can_be_chosen_per_embedder(tmp_path):
     assert read_json(out)["pipelines"] == ["p", "q"]
     with pytest.raises(ValueError, match="x 1 seed\\(s\\) x 2 pipeline\\(s\\)"):
         select_lr(files[:3], grid, "f1", str(out), pipelines=["p", "q"])
+
+
+# -- beyond the paper: PDist / LSR / LOOP, and document-side training ------------------------
+JUDGED = {
+    "ft_gen": {"lrs": [3e-4, 1e-3]},
+    "pdist": {"embed_lrs": [3e-5, 1e-4]},  # the base generator judges (the default)
+    "lsr": {"embed_lrs": [1e-5], "temperature": 0.5},
+    "loop": {"embed_lrs": [3e-5], "generator": "ft_gen"},  # Ft. Gen.'s winner judges
+}
+
+
+def test_a_strategy_beyond_the_paper_is_one_row_and_its_loss():
+    """PDist, LSR and LOOP are rows of STRATEGIES: they plan, select and train like any
+    embedder-only joint strategy, with a frozen judge that is the base or Ft. Gen.'s winner."""
+    plan, _ = make(JUDGED, {**WINNERS, "pdist": "e1e-04", "lsr": "e1e-05", "loop": "e3e-05_g3e-04"})
+    assert plan.rows == ["no_ft", "ft_gen", "pdist", "lsr", "loop"]
+    assert plan.selected == ["ft_gen", "pdist", "lsr", "loop"]
+    assert not any(P.STRATEGIES[s].in_paper for s in ("pdist", "lsr", "loop"))
+    # On the base generator: an embedder-only grid, no generator input, nothing else's time.
+    assert plan.grid_lrs("d", "p", "pdist") == ["e3e-05", "e1e-04"]
+    assert plan.joint_lrs("pdist", "e1e-04") == {"embed": 1e-4, "gen": None}
+    assert plan.joint_generator("d", "p", "pdist", "e1e-04") == ([], "org/smol")
+    assert plan.run_generator("d", "p", "pdist", "e1e-04") == ([], "org/smol")
+    assert plan.training_runs("pdist", "e1e-04") == [("pdist", "e1e-04")]
+    assert plan.retrieval_variant("p", "pdist", "e1e-04") == "p/pdist/e1e-04"
+    # On Ft. Gen.'s winner: its grid is at that LR, its adapter is the frozen judge and the
+    # generator evaluated, and its time and grid cost add Ft. Gen.'s, as 2-Phase's do.
+    assert plan.grid_lrs("d", "p", "loop") == ["e3e-05_g3e-04"]
+    adapter = "res/d/p/ft_gen/lr3e-04/adapter"
+    assert plan.joint_generator("d", "p", "loop", "e3e-05_g3e-04") == ([adapter], adapter)
+    assert plan.run_generator("d", "p", "loop", "e3e-05_g3e-04") == ([adapter], adapter)
+    assert plan.training_runs("loop", "e3e-05_g3e-04") == [
+        ("loop", "e3e-05_g3e-04"),
+        ("ft_gen", "g3e-04"),
+    ]
+    assert [s for s, _ in plan.grid_points("d", "p", "loop")] == ["ft_gen", "ft_gen", "loop"]
+    # The loss and the settings that shape it: a changed temperature re-trains that row only.
+    assert plan.loss_params("pdist") == {"name": "pdist", "temperature": 1.0}
+    assert plan.loss_params("lsr") == {"name": "lsr", "temperature": 0.5}
+    plan.config["generation"] = {"max_prompt_tokens": 1536}
+    assert plan.loss_params("loop") == {
+        "name": "loop",
+        "temperature": 1.0,
+        "max_prompt_tokens": 1536,  # LOOP scores the concatenated prompt evaluation uses
+    }
+    assert (
+        P.Plan({**plan.config, "strategies": STRATEGIES}, plan.winner).loss_params("rag_tok")
+        == "rag_token"
+    )
+
+
+def test_a_judge_from_ft_gen_needs_ft_gen_s_grid():
+    from ragtune.config import _check_judged
+
+    assert _check_judged({"loop": {"embed_lrs": [1e-5], "generator": "ft_gen"}}) == [
+        "strategies.loop.generator is ft_gen, but strategies.ft_gen.lrs is not set: give Ft. "
+        "Gen. its grid, or set strategies.loop.generator: base"
+    ]
+    assert _check_judged(JUDGED) == []
+
+
+def _documents(plan, on=True, most=20):
+    plan.config.update(
+        training={"embedder": {"train_documents": on, "max_refreshes": most}},
+        corpus={"name": "wiki", "shards": 2},
+        datasets={"d": {}},
+        evaluation={"splits": ["validation", "test"]},
+    )
+    return plan
+
+
+def test_only_runs_that_train_documents_search_their_own_index():
+    plan, _ = make({**STRATEGIES, "pdist": {"embed_lrs": [3e-5]}}, {**WINNERS, "pdist": "e3e-05"})
+    _documents(plan, on=False)
+    assert plan.refreshes() == []
+    base = {"index": "res/corpus/wiki/index/mini/index.faiss",
+            "store": "res/corpus/wiki/index/mini/store.json"}  # fmt: skip
+    assert plan.search_index("d", "mini", "p/pdist/e3e-05") == base
+    assert all(not point["refresh"] for r in plan.table_rows() for point in r["grid"])
+
+    _documents(plan)
+    own = "res/d/refreshed/mini/p/pdist/e3e-05/index"
+    assert plan.search_index("d", "mini", "p/pdist/e3e-05") == {
+        "index": f"{own}/index.faiss",
+        "store": f"{own}/store.json",
+    }
+    assert plan.search_index("d", "mini", "base") == base
+    rows = {r["strategy"]: r for r in plan.table_rows() if r["split"] == "validation"}
+    # No Ft. and Ft. Gen. trained no embedder: nothing to re-embed.
+    assert not rows["no_ft"]["grid"] and not any(p["refresh"] for p in rows["ft_gen"]["grid"])
+    refresh = next(p["refresh"] for p in rows["pdist"]["grid"])
+    assert [j["record"] for j in refresh] == [
+        "res/d/refreshed/mini/p/pdist/e3e-05/embeddings/shard-000.json",
+        "res/d/refreshed/mini/p/pdist/e3e-05/embeddings/shard-001.json",
+        f"{own}/info.json",
+    ]
+    assert {j["record"] for j in refresh} <= set(plan.table_inputs())
+    # Every embedder-training run, once: Ft. Embed. 2, 2-Phase's phase 2 2, RAG-Seq. and
+    # RAG-Tok. 1 each, PDist 1 (Indp. reuses Ft. Embed.'s; phase 1 trains no embedder).
+    assert len(plan.refreshes()) == 7
+
+
+def test_planning_warns_when_the_corpus_would_be_re_embedded_too_often(capsys):
+    from ragtune.preflight import warn_refreshes
+
+    plan, _ = make()
+    assert warn_refreshes(_documents(plan, most=6).config) is None  # 6 is not more than 6
+    line = warn_refreshes(_documents(plan, most=5).config)
+    assert "re-embeds the corpus 6 times" in line and "max_refreshes (5)" in line
+    assert line in capsys.readouterr().err

@@ -5,6 +5,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -296,6 +297,28 @@ def test_comparison_sets_ours_beside_the_paper(entries):
     with pytest.raises(ValueError, match="MiniLM/LLaMA3-8b"):
         paper.comparison(tables.averaged(res.runs), "demo", {"p1": "MiniLM/GPT"},
                          tables.per_pipeline(res.runs))  # fmt: skip
+
+
+def test_a_strategy_beyond_the_paper_shows_ragtune_s_numbers_and_no_paper_ones(tmp_path):
+    """PDist has a row of its own in the comparison, its paper cells left blank and the
+    caption saying why, not 'nan'."""
+    ours = pd.DataFrame(
+        [
+            {"dataset": "hotpotqa", "strategy": label, "pipelines": 1, "EM": em, "F1": em,
+             "Recall@3": 50.0, "Time (h)": 0.01, "Grid cost (device-h)": 0.02}
+            for label, em in (("No Ft.", 10.0), ("PDist", 12.5))
+        ]
+    )  # fmt: skip
+    comp = paper.comparison(ours, "demo")
+    wide = paper.side_by_side(comp).set_index("strategy")
+    assert wide.loc["PDist", "EM ragtune"] == 12.5 and np.isnan(wide.loc["PDist", "EM paper"])
+    assert wide.loc["No Ft.", "EM paper"] == 10.3  # Figure 3, HotpotQA
+    assert paper.beyond_note(comp) == "PDist: beyond the paper, which has no numbers for them. "
+    md = tables.write_table(comp, tmp_path / "c", title="t", caption="c",
+                            shown=paper.side_by_side(comp))[1].read_text()  # fmt: skip
+    pdist = next(line for line in md.splitlines() if "PDist" in line)
+    assert "12.5" in pdist and "nan" not in pdist
+    assert [c.strip() for c in pdist.split("|")][5] == ""  # EM paper
 
 
 def _check_images(stem):

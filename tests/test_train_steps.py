@@ -1,6 +1,5 @@
 """Ft. Embed and Ft. Gen steps on tiny real inputs: real MiniLM, real SmolLM2, mirror data."""
 
-import json
 from unittest.mock import Mock
 
 import numpy as np
@@ -9,10 +8,10 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
+from helpers import training_corpus
 from ragtune import models
-from ragtune.io import read_json, read_jsonl, write_jsonl
-from ragtune.retrieval.embed import encode, passage_text
-from ragtune.retrieval.store import line_offsets, offsets_path
+from ragtune.io import read_json, write_jsonl
+from ragtune.retrieval.embed import encode
 from ragtune.steps.train import train_embedder, train_generator
 from ragtune.training import loop
 
@@ -35,6 +34,7 @@ TRAINING = {
         "mini_batch": 2,
         "positives": "per_gold_article",
         "hard_negatives": 0,
+        "train_documents": False,
     },
     "generator": {
         "batch_size": 2,
@@ -49,40 +49,7 @@ TRAINING = {
 @pytest.fixture(scope="module")
 def tiny(mirror, minilm_spec, tmp_path_factory):
     """8 HotpotQA questions, their 10 context paragraphs each as the corpus, base retrieval."""
-    tmp = tmp_path_factory.mktemp("train")
-    questions, chunks = [], {}
-    for rec in read_jsonl(mirror / "hotpotqa/train.jsonl.gz"):
-        questions.append(
-            {
-                "id": rec["id"],
-                "question": rec["question"],
-                "answers": [rec["answer"]],
-                "gold_titles": list(dict.fromkeys(rec["supporting_facts"]["title"])),
-            }
-        )
-        for title, sents in zip(rec["context"]["title"], rec["context"]["sentences"], strict=True):
-            chunks.setdefault(
-                title, {"id": f"c{len(chunks)}", "title": title, "text": "".join(sents)}
-            )
-        if len(questions) == 8:
-            break
-    shard = tmp / "shard-000.jsonl"
-    shard.write_text("".join(json.dumps(c) + "\n" for c in chunks.values()))
-    np.save(offsets_path(shard), line_offsets(shard))
-    model = models.load_embedder(minilm_spec, device="cpu")
-    vecs = encode(model, [passage_text(c) for c in chunks.values()], 32)
-    np.save(tmp / "emb-000.npy", vecs.astype(np.float16))
-    write_jsonl(tmp / "train.jsonl", questions)
-    qv = encode(model, [q["question"] for q in questions], 32)
-    top = np.argsort(-(qv @ vecs.T), axis=1)[:, :3]
-    write_jsonl(
-        tmp / "retrieved.jsonl",
-        [
-            {"qid": q["id"], "rows": [int(r) for r in rows]}
-            for q, rows in zip(questions, top, strict=True)
-        ],
-    )
-    return tmp, questions
+    return training_corpus(mirror, minilm_spec, tmp_path_factory.mktemp("train"), 8)
 
 
 def test_train_embedder_moves_only_the_query_side(tiny, minilm_spec, monkeypatch):

@@ -74,6 +74,26 @@ def test_cached_mnrl_gives_the_same_gradient_as_plain_mnrl():
     torch.testing.assert_close(cached.proj.weight.grad, plain.proj.weight.grad)
 
 
+def test_document_side_mnrl_trains_both_sides_and_gradcache_matches_it():
+    """training.embedder.train_documents: the candidates are encoded by the model with
+    gradient, so the loss reaches the encoder through them too; GradCache, with documents
+    cut into the same mini-batches as questions, gives the same loss and gradient."""
+    texts = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
+    docs = ["golf", "hotel", "india", "juliet", "kilo", "lima", "mike"]  # one hard negative
+    plain = TinyEncoder()
+    loss = mnrl_loss(encode_with_grad(plain, texts), encode_with_grad(plain, docs))
+    loss.backward()
+    queries_only = TinyEncoder()
+    frozen_docs = encode_with_grad(queries_only, docs).detach()
+    mnrl_loss(encode_with_grad(queries_only, texts), frozen_docs).backward()
+    # the document side adds its own share of the gradient
+    assert not torch.allclose(plain.proj.weight.grad, queries_only.proj.weight.grad)
+    cached = TinyEncoder()
+    cached_loss = cached_mnrl_step(cached, texts, None, mini_batch=2, documents=docs)
+    torch.testing.assert_close(cached_loss, loss.detach())
+    torch.testing.assert_close(cached.proj.weight.grad, plain.proj.weight.grad)
+
+
 def test_hard_negatives_are_the_best_ranked_non_gold_rows():
     assert hard_negatives([[7, 3, 9, 4], [1, 2]], [[3], [1, 2]], 2) == [[7, 9], []]
 

@@ -76,6 +76,7 @@ def check(config: dict[str, Any]) -> None:
     problems += _check_corpus(config)
     problems += _check_index_training(config["retrieval"])
     problems += _check_two_phase(config["strategies"])
+    problems += _check_judged(config["strategies"])
     if config["generation"]["num_beams"] > 1 and config["evaluation"]["decoding"] != "concat":
         problems.append(
             f"generation.num_beams is {config['generation']['num_beams']}, but "
@@ -162,6 +163,20 @@ def _check_two_phase(strategies) -> list[str]:
             "give strategies.two_phase.gen_lrs"
         ]
     return []
+
+
+def _check_judged(strategies) -> list[str]:
+    """PDist / LSR / LOOP judged by Ft. Gen.'s winner need Ft. Gen.'s grid."""
+    from ragtune.plan import STRATEGIES
+
+    return [
+        f"strategies.{name}.generator is ft_gen, but strategies.ft_gen.lrs is not set: give "
+        f"Ft. Gen. its grid, or set strategies.{name}.generator: base"
+        for name, s in STRATEGIES.items()
+        if s.judged
+        and (strategies.get(name) or {}).get("generator") == "ft_gen"
+        and not (strategies.get("ft_gen") or {}).get("lrs")
+    ]
 
 
 def _check_pipelines(config) -> list[str]:

@@ -36,6 +36,10 @@ class Strategy:
     after: str | None = None  # trains on top of this strategy's winner (its generator, frozen)
     borrows: str | None = None  # by default takes this strategy's winning LRs, not a grid
     row: bool = True  # a row of the tables (2-Phase's first phase is not)
+    # Its embedder learns a frozen generator's judgement of its top-k (ragtune.training.distill):
+    # that generator is the base or Ft. Gen.'s winner, config `generator: base | ft_gen`.
+    judged: bool = False
+    in_paper: bool = True  # the paper reports it (the comparison with the paper shows it)
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -71,6 +75,13 @@ STRATEGIES: dict[str, Strategy] = {
             "rag_token",
             borrows="two_phase",
         ),
+        # Beyond the paper (config/beyond.yaml): the embedder alone trains, on the loss of
+        # ragtune.training.distill, with the generator frozen.
+        Strategy(
+            "pdist", "PDist", (EMBEDDER,), "train_joint", "pdist", judged=True, in_paper=False
+        ),
+        Strategy("lsr", "LSR", (EMBEDDER,), "train_joint", "lsr", judged=True, in_paper=False),
+        Strategy("loop", "LOOP", (EMBEDDER,), "train_joint", "loop", judged=True, in_paper=False),
     )
 }
 LABELS = {name: s.label for name, s in STRATEGIES.items()}
@@ -133,7 +144,7 @@ class Layout:
     # Folders of the layout itself, which a dataset (results/<dataset>/) or a pipeline
     # (results/<dataset>/<pipeline>/) of the same name would write into.
     RESULTS_FOLDERS = ("benchmarks", "corpus", "figures", "logs", "models", "report", "tables")
-    DATASET_FOLDERS = ("models", "qa", "retrieval")
+    DATASET_FOLDERS = ("models", "qa", "refreshed", "retrieval")
 
     def __init__(self, results: str, corpus: str):
         self.results, self.corpus = results, corpus
@@ -230,6 +241,26 @@ class Layout:
     def retrieval(self, dataset: str, embedder: str, variant: str, split: str) -> str:
         return f"{self.results}/{dataset}/retrieval/{embedder}/{variant}/{split}.jsonl"
 
+    # A run that trained its document encoder (training.embedder.train_documents): the corpus
+    # re-embedded by it and its own index, beside its dataset's other outputs.
+    def refreshed_dir(self, dataset: str, embedder: str, variant: str) -> str:
+        return f"{self.results}/{dataset}/refreshed/{embedder}/{variant}"
+
+    def refreshed_shard(self, dataset: str, embedder: str, variant: str, shard: str) -> str:
+        return f"{self.refreshed_dir(dataset, embedder, variant)}/embeddings/shard-{shard}.npy"
+
+    def refreshed_shard_record(self, dataset: str, embedder: str, variant: str, shard: str):
+        return self.refreshed_shard(dataset, embedder, variant, shard)[: -len(".npy")] + ".json"
+
+    def refreshed_index_file(self, dataset: str, embedder: str, variant: str) -> str:
+        return f"{self.refreshed_dir(dataset, embedder, variant)}/index/index.faiss"
+
+    def refreshed_index_info(self, dataset: str, embedder: str, variant: str) -> str:
+        return f"{self.refreshed_dir(dataset, embedder, variant)}/index/info.json"
+
+    def refreshed_store(self, dataset: str, embedder: str, variant: str) -> str:
+        return f"{self.refreshed_dir(dataset, embedder, variant)}/index/store.json"
+
 
 # Which query encoder a retrieval used: base, Ft. Embed.'s or a joint run's (wildcard).
 TUNED_VARIANT_RE = r"ft_embed/e[^/]+|[^/]+/(" + "|".join(JOINT) + r")/e[^/]+"
@@ -284,6 +315,9 @@ class Plan:
         s = STRATEGIES[name]
         if s.after == "two_phase_1" and self.phase1 == "ft_gen":
             return "ft_gen"
+        if s.judged:
+            chosen = (self._configured(name) or {}).get("generator", "base")
+            return "ft_gen" if chosen == "ft_gen" else None
         return s.after
 
     def two_phase_note(self) -> str:
@@ -344,6 +378,8 @@ class Plan:
         embed = [format_lr(lr) for lr in block.get("embed_lrs", [])]
         if s.trains == (GENERATOR,):
             return [format_lrs(gen=g) for g in gen]
+        if s.judged and not self.after(strategy):  # the base generator, frozen
+            return [format_lrs(embed=e) for e in embed]
         if self.after(strategy):
             prior = parse_lrs(self.winner(dataset, pipeline, self.after(strategy)))
             return [format_lrs(embed=e, gen=prior["g"]) for e in embed]
@@ -463,6 +499,82 @@ class Plan:
             "gen": float(parts["g"]) if GENERATOR in trains else None,
         }
 
+    def loss_params(self, strategy: str) -> str | dict:
+        """A joint job's ``params.loss``: the marginal's name (RAG-Seq., RAG-Tok., 2-Phase), or
+        a distillation loss with the settings that shape it, so that changing a temperature
+        re-trains that strategy alone. LOOP scores the concatenated prompt evaluation uses, at
+        evaluation's ``generation.max_prompt_tokens``."""
+        s = STRATEGIES[strategy]
+        if not s.judged:
+            return s.loss
+        block = self._configured(strategy) or {}
+        out = {"name": s.loss, "temperature": float(block.get("temperature", 1.0))}
+        if s.loss == "loop":
+            out["max_prompt_tokens"] = int(self.config["generation"]["max_prompt_tokens"])
+        return out
+
+    # -- document-side training: a run's own index -------------------------------------------
+    @property
+    def train_documents(self) -> bool:
+        """``training.embedder.train_documents``: every strategy that trains the embedder
+        trains its document side too, and its runs retrieve from their own index."""
+        embedder = (self.config.get("training") or {}).get("embedder") or {}
+        return bool(embedder.get("train_documents"))
+
+    def refreshed(self, variant: str) -> bool:
+        """Whether a retrieval variant searches its own re-embedded corpus."""
+        return self.train_documents and variant != "base"
+
+    def search_index(self, dataset: str, embedder: str, variant: str) -> dict[str, str]:
+        """The index and store manifest a retrieval searches: the base embedder's, or, for a
+        run that trained its document encoder, the corpus re-embedded by it."""
+        lay = self.layout
+        if self.refreshed(variant):
+            return {
+                "index": lay.refreshed_index_file(dataset, embedder, variant),
+                "store": lay.refreshed_store(dataset, embedder, variant),
+            }
+        return {"index": lay.index_file(embedder), "store": lay.store_manifest(embedder)}
+
+    def refresh_jobs(self, dataset: str, pipeline: str, strategy: str, lrs: str) -> list:
+        """The jobs that re-embed a run's corpus and index it (none unless it trained its
+        document encoder): their records and benchmarks, for the cost tables."""
+        variant = self.retrieval_variant(pipeline, strategy, lrs)
+        if not self.refreshed(variant):
+            return []
+        lay, embedder = self.layout, self.pipelines[pipeline]["embedder"]
+        where = (dataset, embedder, variant)
+        shards = [f"{i:03d}" for i in range(self.config["corpus"]["shards"])]
+        return [
+            {
+                "record": lay.refreshed_shard_record(*where, shard),
+                "benchmark": lay.benchmark("embed_corpus_refreshed", *where, shard),
+            }
+            for shard in shards
+        ] + [
+            {
+                "record": lay.refreshed_index_info(*where),
+                "benchmark": lay.benchmark("build_index_refreshed", *where),
+            }
+        ]
+
+    def refreshes(self) -> list[str]:
+        """The index record of every re-embedding of the corpus the plan makes: every seed of
+        every grid point of every row that trains its document encoder. A grid's size does
+        not depend on which LR wins, so a stand-in winner serves, and the count is known
+        before any job runs."""
+        if not self.train_documents:
+            return []
+        counting = Plan(self.config, lambda *_: format_lrs(embed=1e-5, gen=1e-4), self.layout)
+        return sorted(
+            {
+                point["refresh"][-1]["record"]
+                for row in counting.table_rows()
+                for point in row["grid"]
+                if point["refresh"]
+            }
+        )
+
     def retrieval_variant(self, pipeline: str, strategy: str, lrs: str) -> str:
         """Which query encoder a run retrieves with: base, Ft. Embed.'s (shared by every
         pipeline of the embedder) or a joint run's own (tied to its pipeline)."""
@@ -569,9 +681,11 @@ class Plan:
                     # Every seed's jobs: the cost counts them all.
                     grid = [
                         {
+                            "strategy": g_st,
                             "lrs": run,
                             "train": self.train_job(d, p, g_st, run),
                             "eval": self.eval_job(d, p, g_st, run, "validation"),
+                            "refresh": self.refresh_jobs(d, p, g_st, run),
                         }
                         for g_st, g_lrs in self.grid_points(d, p, st)
                         for run in self.runs(g_lrs)
@@ -603,6 +717,7 @@ class Plan:
         files = {path for r in rows for path in r["metrics"]}
         for r in rows:
             jobs = r["chosen"] + [point[role] for point in r["grid"] for role in ("train", "eval")]
+            jobs += [job for point in r["grid"] for job in point["refresh"]]
             files |= {path for job in jobs for path in job.values()}
         return sorted(files)
 

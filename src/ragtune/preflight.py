@@ -11,7 +11,8 @@ What is checked, each failing before any job with the key and the fix:
 - the config's cross-references, data files, their columns and rows (``ragtune.config``);
 - ``--resources gpu=N`` against the node's GPUs (``ragtune.scheduling``);
 - every GPU job's memory against its GPU (``ragtune.memory.plan``);
-- ``retrieval.k`` against every index already built (``ragtune.retrieval.index``).
+- ``retrieval.k`` against every index already built (``ragtune.retrieval.index``);
+- with ``training.embedder.train_documents``, how often the corpus is re-embedded (a warning).
 
 The SLURM checks need the DAG and the executor, so they run in ``onstart`` instead
 (``ragtune.slurm``).
@@ -85,3 +86,27 @@ def run(
         cache_dir=Path(cache_dir) / "ragtune-memory-plan" if cache_dir else None,
     )
     faiss_index.check_k_against_built(config["retrieval"]["k"], built_index_infos)
+    warn_refreshes(config)
+
+
+def warn_refreshes(config: dict) -> str | None:
+    """With ``training.embedder.train_documents``, every training run of the embedder
+    re-embeds the whole corpus for its own index. Warns (on stderr, and returns the line)
+    when the plan would do so more often than ``training.embedder.max_refreshes``."""
+    import sys
+
+    from ragtune.plan import Plan
+
+    count = len(Plan(config, winner=lambda *_: "base").refreshes())
+    most = config["training"]["embedder"]["max_refreshes"]
+    if count <= most:
+        return None
+    line = (
+        f"ragtune: warning: training.embedder.train_documents re-embeds the corpus {count} "
+        f"times (once per training run of the embedder, every grid point and seed), more than "
+        f"training.embedder.max_refreshes ({most}). At paper scale one re-embedding is "
+        "29.9M chunks: shorten the embedder grids, set train_documents: false, or raise "
+        "max_refreshes to accept the cost"
+    )
+    print(line, file=sys.stderr)
+    return line

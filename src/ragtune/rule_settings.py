@@ -27,6 +27,10 @@ DECODING_TRIGGERS = ["training.joint.scale"]
 # so that results trained before it existed are not re-trained for it.
 DTYPE_TRIGGERS = ["training.dtype"]
 GENERATOR_TRAINING = ("train_generator", "train_joint")
+# Document-side training likewise: a trigger of the embedder's training jobs only once on, so
+# that runs trained before the key existed (or with it off) are not re-trained for it.
+DOCUMENT_TRIGGERS = ["training.embedder.train_documents"]
+EMBEDDER_TRAINING = ("train_embedder", "train_joint")
 RUN_TIME: dict[str, list[str]] = {n: list(r.run_time) for n, r in RULES.items() if r.run_time}
 
 
@@ -73,15 +77,19 @@ def triggers(config: dict[str, Any], rule: str) -> dict[str, Any]:
         keys = keys + DECODING_TRIGGERS
     if rule in GENERATOR_TRAINING and config["training"]["dtype"] != "auto":
         keys = keys + DTYPE_TRIGGERS
+    if rule in EMBEDDER_TRAINING and config["training"]["embedder"].get("train_documents"):
+        keys = keys + DOCUMENT_TRIGGERS
     return canonical(pick(config, keys))
 
 
 def settings(smk: Any) -> dict[str, Any]:
     """In a rule's script: its trigger keys plus its run-time keys, as one config-shaped dict.
     Evaluation under ``concat`` decoding also sees ``training.joint.scale`` (unused there), and
-    a generator-training job ``training.dtype`` at its default."""
+    a generator-training job ``training.dtype`` at its default, and an embedder-training job
+    ``training.embedder.train_documents`` when off."""
     extra = DECODING_TRIGGERS if smk.rule == "evaluate" else []
-    extra = DTYPE_TRIGGERS if smk.rule in GENERATOR_TRAINING else extra
+    extra += DTYPE_TRIGGERS if smk.rule in GENERATOR_TRAINING else []
+    extra += DOCUMENT_TRIGGERS if smk.rule in EMBEDDER_TRAINING else []
     return merge(dict(smk.params.settings), pick(smk.config, RUN_TIME[smk.rule] + extra))
 
 

@@ -51,6 +51,16 @@ RULES: dict[str, RuleSpec] = {
         # k is only checked against the corpus here: the index does not depend on it.
         run_time=("retrieval.add_batch_size", "retrieval.k"),
     ),
+    # A run's corpus re-embedded by its own encoder, and its index (train_documents).
+    "embed_corpus_refreshed": RuleSpec(
+        triggers=("embedding.max_seq_length",),
+        run_time=("embedding.batch_size",),
+        batch_knob="embedding.batch_size",
+    ),
+    "build_index_refreshed": RuleSpec(
+        triggers=("retrieval.index_factory", "retrieval.train_size"),
+        run_time=("retrieval.add_batch_size", "retrieval.k"),
+    ),
     "retrieve": RuleSpec(
         triggers=_SEARCH,
         run_time=("retrieval.query_batch_size",),

@@ -176,6 +176,10 @@ def _embedder_jobs(config: dict, spec: str) -> list[tuple[str, dict, str]]:
     chunk_tokens = min(config["corpus"]["chunking"]["max_tokens"] + 2, tokens)
     emb = config["training"]["embedder"]
     train_rows = emb["mini_batch"] if emb["loss"] == "cached_mnrl" else emb["batch_size"]
+    if emb.get("train_documents") and emb["loss"] != "cached_mnrl":
+        # The batch's positives and hard negatives are encoded with gradient too (GradCache
+        # encodes them mini_batch at a time).
+        train_rows *= 2 + emb["hard_negatives"]
     batch = config["embedding"]["batch_size"]
     queries = config["retrieval"]["query_batch_size"]
     jobs = [
@@ -183,6 +187,8 @@ def _embedder_jobs(config: dict, spec: str) -> list[tuple[str, dict, str]]:
         ("retrieve", dict(rows=queries, tokens=tokens, train=False)),
         ("train_embedder", dict(rows=train_rows, tokens=tokens, train=True)),
     ]
+    if emb.get("train_documents"):  # each tuned encoder re-embeds the corpus
+        jobs.append(("embed_corpus_refreshed", dict(rows=batch, tokens=chunk_tokens, train=False)))
     return [(rule, kwargs, RULES[rule].batch_knob) for rule, kwargs in jobs]
 
 
@@ -193,10 +199,11 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
     resources, training = config["resources"], config["training"]
 
     def budget(rule):
-        return float(budgets.get(rule, resources["gpu_memory_gb"]))
+        return float(budgets.get(rule.removesuffix("_refreshed"), resources["gpu_memory_gb"]))
 
     def on_gpu(rule):
-        return resources.get(rule, 0) > 0
+        # A refreshed index's embedding runs on embed_corpus's GPUs.
+        return resources.get(rule.removesuffix("_refreshed"), 0) > 0
 
     def add(rule, model, make, size, knob, extra_knobs=()):
         """A row for ``make(size)``; where it does not fit, the largest size that does."""
@@ -257,8 +264,9 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
             )
         if on_gpu("train_joint"):
             j = training["joint"]
+            documents = bool(training["embedder"].get("train_documents"))
 
-            def joint(questions, j=j, gen_spec=gen_spec, enc_spec=enc_spec):
+            def joint(questions, j=j, gen_spec=gen_spec, enc_spec=enc_spec, documents=documents):
                 gen = cache.get(
                     "generator_training",
                     gen_spec,
@@ -275,7 +283,8 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
                     "encoder_step",
                     enc_spec,
                     job="train_joint",
-                    rows=questions,
+                    # with train_documents the top-k chunks are encoded with gradient too
+                    rows=questions * (1 + k * documents),
                     tokens=_encoder_tokens(enc_spec, None),
                     train=True,
                 )
@@ -301,6 +310,31 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
                     "training.joint.max_prompt_tokens",
                     *more,
                 ],
+            )
+        if on_gpu("train_joint") and "loop" in config["strategies"]:
+            j, gcfg = training["joint"], config["generation"]
+
+            def loop(questions, j=j, gcfg=gcfg, gen_spec=gen_spec):
+                # LOOP scores k prompts of k-1 chunks per question with its generator frozen:
+                # forward passes at evaluation's prompt length, no gradient (its query encoder
+                # is the row above's).
+                return cache.get(
+                    "generation",
+                    gen_spec,
+                    job="train_joint",
+                    rows=j["rows_per_forward"] or questions * k,
+                    prompt_tokens=gcfg["max_prompt_tokens"],
+                    new_tokens=1,
+                    dtype=_dtype(training["dtype"]),
+                )
+
+            add(
+                "train_joint",
+                f"{pipeline}, LOOP",
+                loop,
+                j["batch_size"],
+                RULES["train_joint"].batch_knob,
+                ["training.joint.rows_per_forward"],
             )
         if on_gpu("evaluate"):
             gcfg = config["generation"]

@@ -125,7 +125,7 @@ def build_tables(
         comp,
         out / "paper_comparison",
         title=f"ragtune beside the paper's published numbers ({scale})",
-        caption=f"ragtune: {setup}. Paper: {paper.PAPER_SETUP}. {caption}",
+        caption=f"ragtune: {setup}. Paper: {paper.PAPER_SETUP}. {paper.beyond_note(comp)}{caption}",
         shown=paper.side_by_side(comp),
     )
     return res

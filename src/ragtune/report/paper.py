@@ -11,6 +11,7 @@ from importlib import resources
 
 import pandas as pd
 
+from ragtune.plan import STRATEGIES
 from ragtune.report.tables import STRATEGY_LABELS, in_paper_order
 
 PAPER_SETUP = "Lawton et al. 2025: MiniLM/MPNet x LLaMA3-8B/Mistral-7B, paper scale"
@@ -83,10 +84,20 @@ def comparison(
 
 def side_by_side(comp: pd.DataFrame) -> pd.DataFrame:
     """One row per (comparing, dataset, strategy); each metric's ragtune and paper columns
-    next to each other ("EM ragtune", "EM paper", ...), for reading by eye."""
+    next to each other ("EM ragtune", "EM paper", ...), for reading by eye. A strategy beyond
+    the paper (PDist, LSR, LOOP) has its ragtune columns only: its paper cells stay empty."""
     keys = ["comparing", "dataset", "strategy"]
     out = comp.pivot_table(index=keys, columns="source", values=list(COLUMNS.values()),
                            sort=False)  # fmt: skip
     out = out.reindex(columns=[(m, s) for m in COLUMNS.values() for s in ("ragtune", "paper")])
     out.columns = [f"{m} {s}" for m, s in out.columns]
     return in_paper_order(out.reset_index(), ["comparing", "dataset"])
+
+
+def beyond_note(comp: pd.DataFrame) -> str:
+    """The caption's word on rows the paper has no numbers for ('' when there are none)."""
+    beyond = [s.label for s in STRATEGIES.values() if not s.in_paper]
+    shown = [label for label in beyond if label in set(comp["strategy"])]
+    if not shown:
+        return ""
+    return f"{', '.join(shown)}: beyond the paper, which has no numbers for them. "

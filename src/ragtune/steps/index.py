@@ -17,7 +17,11 @@ from ragtune.retrieval.store import EmbeddingStore, check_vectors, write_manifes
 log = logging.getLogger(__name__)
 
 
-def embed_shard(chunks_path: str, out_npy: str, embedder: str, embedding: dict) -> None:
+def embed_shard(
+    chunks_path: str, out_npy: str, embedder: str, embedding: dict, out_info: str | None = None
+) -> None:
+    """One shard's vectors; ``out_info``, where given, records the job's device for the cost
+    tables (a run's corpus re-embedded by its own encoder, training.embedder.train_documents)."""
     runtime.keep_out_bitsandbytes()  # a sentence-transformers job: nothing is 4-bit
     model = models.load_embedder(embedder, device=runtime.device())
     if embedding["max_seq_length"]:
@@ -36,6 +40,11 @@ def embed_shard(chunks_path: str, out_npy: str, embedder: str, embedding: dict) 
     check_vectors(stored, f"{chunks_path} embedded by {embedder}")
     with atomic_path(out_npy) as tmp, open(tmp, "wb") as fh:
         np.save(fh, stored)
+    if out_info:
+        write_json(
+            out_info,
+            {"chunks": len(texts), "seconds": round(seconds, 3), **runtime.device_record()},
+        )
 
 
 def build_index(

@@ -17,7 +17,7 @@ from ragtune import models, rule_settings, runtime
 from ragtune.io import atomic_path, read_jsonl, write_json
 from ragtune.models import load_for_training, quantizes, save_adapter
 from ragtune.prompting import build_example, collate, fit_prompt
-from ragtune.retrieval.embed import encode
+from ragtune.retrieval.embed import encode, passage_text
 from ragtune.retrieval.store import ChunkStore, EmbeddingStore
 from ragtune.training import distributed, loop
 from ragtune.training.embedder import (
@@ -118,6 +118,7 @@ def train_embedder(
     )
     batches = batches_without_duplicate_positives(pairs, cfg["batch_size"], seed)
     scale, cached = cfg["scale"], cfg["loss"] == "cached_mnrl"
+    documents = cfg["train_documents"]
     # One MNRL batch is one optimizer step. Its questions are cut into one slice per rank, each
     # scored against all the batch's positives (read from the store, so no rank needs another's
     # embeddings): the in-batch negatives and the loss are the whole batch's on any world size.
@@ -133,16 +134,21 @@ def train_embedder(
         # Candidates: every positive of the batch (column i is question i's), then every hard
         # negative; none counts as a negative of a question whose gold chunk it is.
         rows = [pair[1] for pair in batch] + [r for pair in batch for r in pair[3]]
-        cands = torch.from_numpy(store.vectors(rows)).to(model.device)
         exclude = candidate_exclusions(rows, [pair[2] for pair in batch[a:b]], a)
         # The loop averages its `world` micro-batches; weigh each slice by its share instead.
         share = (b - a) / len(batch)
+        # Document-side training encodes the candidates with the model, with gradient; else
+        # they are the base embedder's stored vectors.
+        passages = [passage_text(chunks[r]) for r in rows] if documents else None
+        cands = None if documents else torch.from_numpy(store.vectors(rows)).to(model.device)
         if cached:
             loss = cached_mnrl_step(
-                model, texts, cands, scale, cfg["mini_batch"], a, share, exclude
+                model, texts, cands, scale, cfg["mini_batch"], a, share, exclude, passages
             )
             return loss * share * world
         query = encode_with_grad(model, texts)
+        if documents:
+            cands = encode_with_grad(model, passages)
         return mnrl_loss(query, cands, scale, a, exclude) * share * world
 
     work = _work_dir(out_dir)
@@ -275,7 +281,7 @@ def train_joint(
     out_dir: str,
     out_info: str,
     *,
-    loss: str,
+    loss: str | dict,
     embed_lr: float | None,
     gen_lr: float | None,
     retrieval: dict,
@@ -300,7 +306,13 @@ def train_joint(
     cfg = training["joint"]
     # The generator is 4-bit when it trains on a quantised base, or when it is a frozen
     # adapter that trained on one (2-Phase's second phase); else bitsandbytes stays out.
-    four_bit = quantizes(cfg["quantize"]) if gen_lr is not None else models.loads_4bit(generator)
+    # A frozen base (PDist, LSR, LOOP on the base generator) judges as QLoRA would see it.
+    frozen_quantize = "nf4" if quantizes(cfg["quantize"]) else "none"
+    four_bit = (
+        quantizes(cfg["quantize"])
+        if gen_lr is not None
+        else models.loads_4bit(generator, quantize=frozen_quantize)
+    )
     if not four_bit:
         runtime.keep_out_bitsandbytes()
     questions = list(read_jsonl(questions_path))
@@ -316,6 +328,8 @@ def train_joint(
         retrieval["rescore_factor"],
     )
     query_encoder = models.load_embedder(embedder, device=runtime.device())
+    # One encoder for questions and chunks: it trains both sides (train_documents).
+    documents = training["embedder"]["train_documents"] and embed_lr is not None
     query_encoder.train(embed_lr is not None)
     if gen_lr is not None:
         gen, tokenizer = load_for_training(
@@ -328,7 +342,9 @@ def train_joint(
         )
         gen.train()
     else:
-        gen, tokenizer = models.load_generator(generator, training["dtype"])
+        gen, tokenizer = models.load_generator(
+            generator, training["dtype"], quantize=frozen_quantize
+        )
         gen.requires_grad_(False)
     groups = []
     if embed_lr is not None:
@@ -365,6 +381,7 @@ def train_joint(
             train_embedder=embed_lr is not None,
             train_generator=gen_lr is not None,
             rows_per_forward=cfg["rows_per_forward"],
+            train_documents=documents,
         )
 
     evaluate = None

@@ -56,29 +56,48 @@ def encode_with_grad(model, texts: Sequence[str]) -> torch.Tensor:
 
 
 def cached_mnrl_step(
-    model, texts, positives, scale=DEFAULT_SCALE, mini_batch=8, offset=0, weight=1.0, exclude=None
+    model,
+    texts,
+    positives,
+    scale=DEFAULT_SCALE,
+    mini_batch=8,
+    offset=0,
+    weight=1.0,
+    exclude=None,
+    documents=None,
 ):
     """GradCache (Gao et al., 2021), as sentence-transformers' CachedMNRL: the loss sees the
-    whole batch, but the encoder's graph is only ever built for ``mini_batch`` questions.
+    whole batch, but the encoder's graph is only ever built for ``mini_batch`` texts.
 
     Pass 1 embeds every mini-batch without grad and takes the loss's gradient w.r.t. those
     embeddings; pass 2 re-embeds each mini-batch with grad and backpropagates its slice of that
     cached gradient. Returns the (detached) loss; gradients of ``weight * loss`` are already in
-    the encoder. ``offset``, ``exclude``: as in :func:`mnrl_loss`.
+    the encoder. ``offset``, ``exclude``: as in :func:`mnrl_loss`. ``documents``: the
+    candidates' texts, encoded by ``model`` too (document-side training; ``positives`` is then
+    unused), in mini-batches of the same size.
     """
     from ragtune.training import rng
 
-    slices = [slice(i, i + mini_batch) for i in range(0, len(texts), mini_batch)]
-    # Pass 2 must draw the dropout masks of pass 1, from the GPU's generator on CUDA too.
+    def slices(n):
+        return [slice(i, i + mini_batch) for i in range(0, n, mini_batch)]
+
+    sides = [(texts, slices(len(texts)))]
+    if documents is not None:
+        sides.append((documents, slices(len(documents))))
+    # Pass 2 must draw the dropout masks of pass 1, in the same order, from the GPU's generator
+    # on CUDA too.
     rng_state = rng.snapshot()
     with torch.no_grad():
-        reps = torch.cat([encode_with_grad(model, texts[s]) for s in slices])
-    reps.requires_grad_(True)
-    loss = mnrl_loss(reps, positives, scale, offset, exclude)
+        reps = [torch.cat([encode_with_grad(model, side[s]) for s in cuts]) for side, cuts in sides]
+    for r in reps:
+        r.requires_grad_(True)
+    candidates = reps[1] if documents is not None else positives
+    loss = mnrl_loss(reps[0], candidates, scale, offset, exclude)
     (loss * weight).backward()
     rng.restore(rng_state)
-    for s in slices:
-        encode_with_grad(model, texts[s]).backward(reps.grad[s])
+    for (side, cuts), r in zip(sides, reps, strict=True):
+        for s in cuts:
+            encode_with_grad(model, side[s]).backward(r.grad[s])
     return loss.detach()
 
 

@@ -16,6 +16,15 @@ Per batch of B questions (the joint step of RAG-Sequence and RAG-Token, the pape
 
 Either side may be frozen (2-Phase trains one side at a time): a frozen side runs without
 gradient, which also saves its activations.
+
+PDist, LSR and LOOP (beyond the paper, ``ragtune.training.distill``) share steps 1-4 with the
+generator frozen, and return KL(Q || P_R) instead of a marginal NLL: Q from the generator's
+answer log-likelihoods, with one chunk in the prompt (PDist, LSR) or the concatenated top-k less
+one (LOOP).
+
+With ``train_documents`` (``training.embedder.train_documents``) step 3 encodes the top-k
+chunks with the embedder itself, with gradient, instead of reading d(z) from the store: the
+index searched stays the base one (it is refreshed after training, as DAG steps).
 """
 
 from __future__ import annotations
@@ -28,9 +37,14 @@ import torch
 import torch.nn.functional as F
 
 from ragtune.prompting import Example, answer_token_logprobs, build_example, collate, fit_prompt
+from ragtune.retrieval.embed import passage_text
 from ragtune.retrieval.index import search
+from ragtune.training import distill
 from ragtune.training.embedder import encode_with_grad
 from ragtune.training.marginal import LOSSES
+
+# The distillation losses (strategies PDist, LSR, LOOP): their target Q(z) over the top k.
+DISTILL = {"pdist": "atlas", "lsr": "replug", "loop": "leave_one_out"}
 
 
 @dataclass
@@ -44,8 +58,16 @@ class Retriever:
     rescore_factor: int = 1
 
 
-def query_scores(embedder, texts: Sequence[str], retriever: Retriever, scale: float, train: bool):
-    """Top-k rows [B, k] (no gradient) and their scores s(z) [B, k] (gradient if ``train``)."""
+def query_scores(
+    embedder,
+    texts: Sequence[str],
+    retriever: Retriever,
+    scale: float,
+    train: bool,
+    documents: bool = False,
+):
+    """Top-k rows [B, k] (no gradient) and their scores s(z) [B, k] (gradient if ``train``).
+    ``documents``: d(z) is encoded by ``embedder`` with gradient, not read from the store."""
     with torch.set_grad_enabled(train):
         queries = F.normalize(encode_with_grad(embedder, texts).float(), dim=-1)
     rows, _ = search(
@@ -55,8 +77,13 @@ def query_scores(embedder, texts: Sequence[str], retriever: Retriever, scale: fl
         retriever.k,
         rescore_factor=retriever.rescore_factor,
     )
-    stored = torch.from_numpy(retriever.store.vectors(rows)).float().to(queries.device)
-    scores = scale * torch.einsum("bd,bkd->bk", queries, F.normalize(stored, dim=-1))
+    if documents:
+        passages = [passage_text(retriever.chunks[int(r)]) for r in rows.reshape(-1)]
+        with torch.set_grad_enabled(train):
+            docs = encode_with_grad(embedder, passages).float().view(*rows.shape, -1)
+    else:
+        docs = torch.from_numpy(retriever.store.vectors(rows)).float().to(queries.device)
+    scores = scale * torch.einsum("bd,bkd->bk", queries, F.normalize(docs, dim=-1))
     return rows, scores
 
 
@@ -70,6 +97,25 @@ def single_chunk_examples(tokenizer, questions: Sequence[dict], rows, chunks, ma
         )
         for q, question_rows in zip(questions, rows, strict=True)
         for r in question_rows
+    ]
+
+
+def leave_one_out_examples(tokenizer, questions: Sequence[dict], rows, chunks, max_prompt_tokens):
+    """LOOP's B*k prompts, question-major: row b*k + i holds question b's top k in rank order
+    less its i-th chunk, cut to ``max_prompt_tokens`` as evaluation cuts its prompt."""
+    return [
+        build_example(
+            tokenizer,
+            fit_prompt(
+                q["question"],
+                [chunks[int(r)] for j, r in enumerate(question_rows) if j != i],
+                tokenizer,
+                max_prompt_tokens,
+            ),
+            q["answers"][0],
+        )
+        for q, question_rows in zip(questions, rows, strict=True)
+        for i in range(len(question_rows))
     ]
 
 
@@ -185,6 +231,19 @@ def answer_logprobs_by_row(generator, examples, pad_id: int, rows_per_forward: i
     return stacked[torch.argsort(torch.tensor(index, device=stacked.device))]
 
 
+def _answer_logprobs(generator, tokenizer, examples, k: int, rows_per_forward: int, grad: bool):
+    """``token_logp`` [B, k, L] and ``answer_mask`` [B, L], right-aligned, of B*k examples."""
+    with torch.set_grad_enabled(grad):
+        token_logp = answer_logprobs_by_row(
+            generator, examples, tokenizer.pad_token_id, rows_per_forward
+        )
+    token_logp = token_logp.view(len(examples) // k, k, -1)
+    # The answer is the same in all k prompts of a question, so one row's mask serves all.
+    answer_mask = collate(examples[::k], tokenizer.pad_token_id)["answer_mask"]
+    answer_mask = F.pad(answer_mask, (token_logp.shape[-1] - answer_mask.shape[1], 0))
+    return token_logp, answer_mask
+
+
 def joint_loss(
     questions: Sequence[dict],
     *,
@@ -192,28 +251,47 @@ def joint_loss(
     generator,
     tokenizer,
     retriever: Retriever,
-    loss: str,
+    loss: str | dict,
     scale: float,
     max_prompt_tokens: int,
     train_embedder: bool,
     train_generator: bool,
     rows_per_forward: int = 0,
+    train_documents: bool = False,
 ) -> torch.Tensor:
+    """``loss``: a marginal's name (``rag_sequence``, ``rag_token``), or a distillation loss
+    as ``ragtune.plan.Plan.loss_params`` gives it (``{"name": "loop", "temperature": 1.0,
+    "max_prompt_tokens": 1536}``)."""
+    spec = loss if isinstance(loss, dict) else {"name": loss}
+    name = spec["name"]
+    if name in DISTILL and train_generator:
+        raise ValueError(f"{name} trains the embedder only: its generator stays frozen")
     rows, scores = query_scores(
-        embedder, [q["question"] for q in questions], retriever, scale, train_embedder
+        embedder,
+        [q["question"] for q in questions],
+        retriever,
+        scale,
+        train_embedder,
+        documents=train_documents and train_embedder,
     )
-    examples = single_chunk_examples(
-        tokenizer, questions, rows, retriever.chunks, max_prompt_tokens
-    )
-    with torch.set_grad_enabled(train_generator):
-        token_logp = answer_logprobs_by_row(
-            generator, examples, tokenizer.pad_token_id, rows_per_forward
+    k = scores.shape[1]
+    if name == "loop":
+        examples = leave_one_out_examples(
+            tokenizer, questions, rows, retriever.chunks, spec["max_prompt_tokens"]
         )
-    b, k = scores.shape
-    token_logp = token_logp.view(b, k, -1).to(scores.device)
-    # The answer is the same in all k prompts of a question, so one row's mask serves all.
-    answer_mask = collate(examples[::k], tokenizer.pad_token_id)["answer_mask"]
-    answer_mask = torch.nn.functional.pad(
-        answer_mask, (token_logp.shape[-1] - answer_mask.shape[1], 0)
+    else:
+        examples = single_chunk_examples(
+            tokenizer, questions, rows, retriever.chunks, max_prompt_tokens
+        )
+    token_logp, answer_mask = _answer_logprobs(
+        generator, tokenizer, examples, k, rows_per_forward, train_generator
     )
-    return LOSSES[loss](token_logp, answer_mask.to(scores.device), scores)
+    token_logp, answer_mask = token_logp.to(scores.device), answer_mask.to(scores.device)
+    if name == "loop":
+        loo_logp = distill.answer_logp(token_logp, answer_mask)
+        return distill.loop_loss(loo_logp, scores, spec["temperature"])
+    if name in DISTILL:
+        return distill.pdist_loss(
+            token_logp, answer_mask, scores, spec["temperature"], DISTILL[name]
+        )
+    return LOSSES[name](token_logp, answer_mask, scores)
