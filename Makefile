@@ -4,6 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 SNAKEMAKE_ARGS ?=
+# Another shipped config for make run / make report, e.g. `make run CONFIG=config/beyond.yaml`:
+# its report goes to its own results folder.
+CONFIG ?=
+RUN_ARGS := $(if $(CONFIG),--configfile $(CONFIG)) $(SNAKEMAKE_ARGS)
+REPORT_HTML := $(or $(if $(CONFIG),$(shell sed -n 's/^results: *//p' $(CONFIG))),results)/report.html
 # GPU hosts: `make install DEVICE=gpu` installs faiss-gpu (same faiss version) instead of
 # faiss-cpu. torch==2.13.0 from PyPI is a CUDA 13 build on Linux x86_64 (a CPU build where a
 # local CPU wheel is found first, as on our CPU dev machines); a driver too old for CUDA 13
@@ -85,12 +90,12 @@ wheelhouse:
 
 # The summary comes last, after the report is built, and also when there was nothing to do.
 run: install
-	RAGTUNE_SUMMARY=0 $(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
-	$(BIN)/snakemake --cores $(CORES) --report results/report.html $(SNAKEMAKE_ARGS)
-	RAGTUNE_SUMMARY=0 $(BIN)/snakemake --cores 1 --quiet=all $(SNAKEMAKE_ARGS) summary
+	RAGTUNE_SUMMARY=0 $(BIN)/snakemake --cores $(CORES) $(RUN_ARGS)
+	$(BIN)/snakemake --cores $(CORES) --report $(REPORT_HTML) $(RUN_ARGS)
+	RAGTUNE_SUMMARY=0 $(BIN)/snakemake --cores 1 --quiet=all $(RUN_ARGS) summary
 
 report: install
-	$(BIN)/snakemake --cores $(CORES) --report results/report.html $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --cores $(CORES) --report $(REPORT_HTML) $(RUN_ARGS)
 
 # One pytest worker per core, each test file on one worker (module fixtures run once). The
 # end-to-end workflow test is ~70% of the suite and leaves a core idle between its serial jobs:
