@@ -130,11 +130,11 @@ bench: install
 	$(BIN)/python -m benchmarks.run_all
 
 # The demo's outputs only (config.yaml writes to results/ itself): the other shipped configs'
-# folders, results/paper and results/gain, stay. `make clean-all` removes every result and
-# Snakemake's records of them.
+# folders, results/paper, results/gain and results/beyond, stay. `make clean-all` removes
+# every result and Snakemake's records of them.
 RESULTS ?= results
 clean:
-	find $(RESULTS) -mindepth 1 -maxdepth 1 ! -name paper ! -name gain -exec rm -rf {} + 2>/dev/null || true
+	find $(RESULTS) -mindepth 1 -maxdepth 1 ! -name paper ! -name gain ! -name beyond -exec rm -rf {} + 2>/dev/null || true
 
 clean-all:
 	rm -rf $(RESULTS) .snakemake

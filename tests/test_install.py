@@ -144,16 +144,17 @@ def test_offline_installs_from_a_wheelhouse_and_over_a_site_torch(tmp_path):
         assert "DEVICE=cpu" in (venv / ".choices").read_text()
 
 
-def test_make_clean_keeps_the_paper_and_gain_results(tmp_path):
+def test_make_clean_keeps_the_other_shipped_configs_results(tmp_path):
     results = tmp_path / "results"
     for part in (
         "paper/tables/averaged.md",
         "gain/x.json",
+        "beyond/tables/averaged.md",
         "hotpotqa/qa/train.jsonl",
         "logs/a.log",
     ):
         (results / part).parent.mkdir(parents=True, exist_ok=True)
         (results / part).write_text("x")
     _make("clean", f"RESULTS={results}")
-    assert sorted(p.name for p in results.iterdir()) == ["gain", "paper"]
+    assert sorted(p.name for p in results.iterdir()) == ["beyond", "gain", "paper"]
     assert (results / "paper/tables/averaged.md").exists()

@@ -153,3 +153,28 @@ def test_planning_fails_for_an_80gb_only_setting(tmp_path):
     assert "MemoryPlanError" in text and "train_generator (minilm-llama3): needs" in text
     assert "training.gradient_checkpointing: true" in text
     assert "training.generator.batch_size" in text
+
+
+def test_document_side_training_and_loop_are_planned():
+    """train_documents: Ft. Embed.'s step holds its chunks' activations too, and the corpus
+    re-embedding jobs get a row; LOOP's k prompts of k-1 chunks at evaluation's prompt length
+    get one of their own."""
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    validate(config, str(REPO / "config/schema.yaml"))
+    before = {(r.rule, r.model): r for r in plan.plan(config, {}, CACHE)}
+    config["training"]["embedder"]["train_documents"] = True
+    config["strategies"]["loop"] = {"embed_lrs": [1e-5]}
+    after = {(r.rule, r.model): r for r in plan.plan(config, {}, CACHE)}
+    new = set(after) - set(before)
+    assert new == {("embed_corpus_refreshed", e) for e in ("minilm", "mpnet")} | {
+        ("train_joint", f"{p}, LOOP") for p in config["pipelines"]
+    }
+    for e in ("minilm", "mpnet"):
+        refreshed, base = after[("embed_corpus_refreshed", e)], after[("embed_corpus", e)]
+        assert refreshed.estimate.total == base.estimate.total
+        step = ("train_embedder", e)
+        assert after[step].estimate.step_peak > before[step].estimate.step_peak
+    joint = ("train_joint", "minilm-llama3")
+    assert after[joint].estimate.total > before[joint].estimate.total
