@@ -142,19 +142,26 @@ def _sbatch_calls(config: str) -> dict[str, str]:
 
 
 def test_paper_config_sbatch_calls_put_every_gpu_job_on_the_gpu_partition(tmp_path):
-    """Every rule of the paper config, as the plugin would submit it: no GPU is asked for on
-    a CPU partition, and every rule the config gives a GPU lands on the GPU partition. With
+    """Every rule of the paper config (with train_documents), as the plugin would submit it:
+    no GPU is asked for on a CPU partition, and every rule the config gives a GPU lands on the
+    GPU partition. With
     2-Phase's phase 1 as its own RAG-Token grid, a joint job is in the DAG before any grid is
     selected (by default the first joint job waits for Ft. Gen.'s selection)."""
     paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
     paper["strategies"]["two_phase"].update(
         phase1="rag_token", gen_lrs=paper["strategies"]["ft_gen"]["lrs"]
     )
+    # Document-side training adds each tuned encoder's corpus embedding and index (its joint
+    # steps, chunks encoded with gradient, fit a 24 GB GPU one question at a time).
+    paper["training"]["embedder"].update(train_documents=True, max_refreshes=1000)
+    paper["training"]["joint"]["batch_size"] = 1
     config = write_config(paper, tmp_path / "paper.yaml")
     calls = _sbatch_calls(str(config))
-    # Each rule's GPUs come from config `resources`; retrieve_tuned shares retrieve's.
+    # Each rule's GPUs come from config `resources`; retrieve_tuned shares retrieve's, and a
+    # refreshed index's jobs share the base index's.
     gpu_rules = {rule for rule, n in paper["resources"].items() if n and rule != "gpu_memory_gb"}
     gpu_rules |= {"retrieve_tuned"} if "retrieve" in gpu_rules else set()
+    gpu_rules |= {f"{r}_refreshed" for r in ("embed_corpus", "build_index") if r in gpu_rules}
     assert gpu_rules <= set(calls), sorted(gpu_rules - set(calls))
     for rule, call in calls.items():
         asks_gpu = "--gpus" in call or "--gres=gpu" in call

@@ -12,6 +12,7 @@ source), so only a config's first plan pays for them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
@@ -169,11 +170,16 @@ def _largest_fitting(make, current: int, budget_gb: float) -> int | None:
     return None
 
 
+def _chunk_tokens(config: dict, spec: str) -> int:
+    """A chunk's tokens in the encoder: its chunking length plus the special tokens."""
+    tokens = _encoder_tokens(spec, config["embedding"]["max_seq_length"])
+    return min(config["corpus"]["chunking"]["max_tokens"] + 2, tokens)
+
+
 def _embedder_jobs(config: dict, spec: str) -> list[tuple[str, dict, str]]:
     """(rule, encoder_step arguments, the batch knob) of an embedder's GPU jobs."""
-    cap = config["embedding"]["max_seq_length"]
-    tokens = _encoder_tokens(spec, cap)
-    chunk_tokens = min(config["corpus"]["chunking"]["max_tokens"] + 2, tokens)
+    tokens = _encoder_tokens(spec, config["embedding"]["max_seq_length"])
+    chunk_tokens = _chunk_tokens(config, spec)
     emb = config["training"]["embedder"]
     train_rows = emb["mini_batch"] if emb["loss"] == "cached_mnrl" else emb["batch_size"]
     if emb.get("train_documents") and emb["loss"] != "cached_mnrl":
@@ -283,11 +289,24 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
                     "encoder_step",
                     enc_spec,
                     job="train_joint",
-                    # with train_documents the top-k chunks are encoded with gradient too
-                    rows=questions * (1 + k * documents),
+                    rows=questions,
                     tokens=_encoder_tokens(enc_spec, None),
                     train=True,
                 )
+                if documents:  # the top-k chunks are encoded with gradient too
+                    docs = cache.get(
+                        "encoder_step",
+                        enc_spec,
+                        job="train_joint",
+                        rows=questions * k,
+                        tokens=_chunk_tokens(config, enc_spec),
+                        train=True,
+                    )
+                    enc = dataclasses.replace(
+                        enc,
+                        step_peak=enc.step_peak + docs.step_peak,
+                        saved_activations=enc.saved_activations + docs.saved_activations,
+                    )
                 # The query encoder learns beside the generator: its weights, Adam states and
                 # step add up (its graph lives until the joint backward has run).
                 return Estimate(
