@@ -57,9 +57,18 @@ def smollm_spec() -> str:
 
 @pytest.fixture(scope="session")
 def smollm_dir(smollm_spec, tmp_path_factory):
-    """SmolLM2 converted once per test session into an HF folder (about 20 s)."""
+    """SmolLM2 converted once per test session into an HF folder (about 20 s of CPU), shared
+    by the session's pytest-xdist workers: the first to ask converts it, under a lock."""
+    import fcntl
+
     from ragtune import models
 
-    out = tmp_path_factory.mktemp("gen") / "smollm2"
-    models.convert_gguf(smollm_spec, out)
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent  # the session's folder, above each worker's own
+    out = root / "smollm2"
+    with open(root / "smollm2.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not out.exists():
+            models.convert_gguf(smollm_spec, out)
     return out

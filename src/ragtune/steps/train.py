@@ -120,8 +120,9 @@ def train_embedder(
     scale, cached = cfg["scale"], cfg["loss"] == "cached_mnrl"
     documents = cfg["train_documents"]
     # One MNRL batch is one optimizer step. Its questions are cut into one slice per rank, each
-    # scored against all the batch's positives (read from the store, so no rank needs another's
-    # embeddings): the in-batch negatives and the loss are the whole batch's on any world size.
+    # scored against all the batch's positives (read from the store, or with train_documents
+    # encoded by every rank, so no rank needs another's embeddings): the in-batch negatives and
+    # the loss are the whole batch's on any world size.
     world = distributed.world_size()
     micro = [(batch, part) for batch in batches for part in query_slices(len(batch), world)]
     model.train()
