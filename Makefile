@@ -92,7 +92,7 @@ wheelhouse:
 run: install
 	RAGTUNE_SUMMARY=0 $(BIN)/snakemake --cores $(CORES) $(RUN_ARGS)
 	$(BIN)/snakemake --cores $(CORES) --report $(REPORT_HTML) $(RUN_ARGS)
-	RAGTUNE_SUMMARY=0 $(BIN)/snakemake --cores 1 --quiet=all $(RUN_ARGS) summary
+	RAGTUNE_SUMMARY=0 $(BIN)/snakemake summary --cores 1 --quiet=all $(RUN_ARGS)
 
 report: install
 	$(BIN)/snakemake --cores $(CORES) --report $(REPORT_HTML) $(RUN_ARGS)

@@ -174,7 +174,7 @@ training_seed = lambda wc: PLAN.training_seed(wc.get("lrs") or wc.get("lr"))
 # What the report says made it (ragtune.report.labels).
 RESULT_CONFIG = ragtune_rule_settings.result_config(config)
 CONFIG_MD5 = ragtune_labels.config_md5(config)
-CONFIG_LABEL = ragtune_labels.config_label(config, PLAN.two_phase_note())
+CONFIG_LABEL = ragtune_labels.config_label(config, PLAN.caption_notes())
 TABLES = ragtune_labels.tables(EVAL_SPLITS)
 FIGURES = ragtune_labels.FIGURES
 REPORT = LAYOUT.report_html()

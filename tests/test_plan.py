@@ -448,3 +448,14 @@ def test_planning_warns_when_the_corpus_would_be_re_embedded_too_often(capsys):
     line = warn_refreshes(_documents(plan, most=5).config)
     assert "re-embeds the corpus 6 times" in line and "max_refreshes (5)" in line
     assert line in capsys.readouterr().err
+
+
+def test_the_captions_say_who_judged_and_that_documents_trained():
+    plan, _ = make(JUDGED, {**WINNERS, "pdist": "e1e-04", "lsr": "e1e-05", "loop": "e3e-05_g3e-04"})
+    notes = plan.caption_notes()
+    assert "LOOP (beyond the paper) train the embedder with Ft. Gen.'s winning adapter" in notes
+    assert "PDist, LSR (beyond the paper) train the embedder with the base generator" in notes
+    assert "train_documents" not in notes
+    assert "own re-embedded index" in _documents(plan).caption_notes()
+    # the paper's strategies alone: only 2-Phase's accounting
+    assert make()[0].caption_notes() == make()[0].two_phase_note()

@@ -335,6 +335,31 @@ class Plan:
             "to phase 2 and its grid cost both grids"
         )
 
+    def caption_notes(self) -> str:
+        """What the tables' captions must say about how this config's rows were made: 2-Phase's
+        accounting, the judge of the strategies beyond the paper, document-side training."""
+        notes = [self.two_phase_note()]
+        judged = [n for n in self.rows if STRATEGIES[n].judged]
+        for judge, words in (
+            (
+                "ft_gen",
+                "Ft. Gen.'s winning adapter frozen (their Time and grid cost add Ft. Gen.'s)",
+            ),
+            (None, "the base generator frozen"),
+        ):
+            names = [STRATEGIES[n].label for n in judged if self.after(n) == judge]
+            if names:
+                notes.append(
+                    f"{', '.join(names)} (beyond the paper) train the embedder with {words}"
+                )
+        if self.train_documents:
+            notes.append(
+                "training.embedder.train_documents: every run that trained the embedder trained "
+                "its chunk side too and retrieves from its own re-embedded index (grid cost "
+                "includes the re-embedding)"
+            )
+        return "; ".join(n for n in notes if n)
+
     def _runs(self, name: str) -> bool:
         s = STRATEGIES[name]
         if name == "no_ft":

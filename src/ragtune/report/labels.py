@@ -33,7 +33,7 @@ def config_md5(config: dict[str, Any]) -> str:
     return hashlib.md5(json.dumps(result, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def config_label(config: dict[str, Any], two_phase_note: str = "") -> str:
+def config_label(config: dict[str, Any], notes: str = "") -> str:
     pipelines = dict(sorted(config["pipelines"].items()))
     pipes = ", ".join(f"{p} ({v['embedder']} + {v['generator']})" for p, v in pipelines.items())
     data = ", ".join(
@@ -45,7 +45,7 @@ def config_label(config: dict[str, Any], two_phase_note: str = "") -> str:
         f"datasets: {data}; decoding: {config['evaluation']['decoding']}; "
         f"base generator of No Ft. and Ft. Embed.: {config['evaluation']['base_generator']}"
     )
-    return f"{label}; {two_phase_note}" if two_phase_note else label
+    return f"{label}; {notes}" if notes else label
 
 
 def setup_label(config: dict[str, Any]) -> str:
