@@ -180,6 +180,37 @@ def test_cost_counts_a_shared_job_once(entries):
     assert cost.loc[("No Ft.", "all"), "Grid total (device-h)"] == 0
 
 
+def test_re_embedding_is_a_cost_line_of_its_own_only_where_documents_trained(entries, tmp_path):
+    """train_documents: each embedder grid point re-embedded the corpus (2 shard jobs of 0.1 h
+    on 1 GPU, an index build of 0.05 h on 2 CPU threads); the cost tables count it in the grid
+    total and show it on its own, once however many rows share the point."""
+    plain = tables.collect(entries)
+    assert "Re-embedding (device-h)" not in plain.runs.columns
+    assert "Grid re-embedding (device-h)" not in tables.cost(plain).columns
+    f = Files(tmp_path / "refresh")
+    (tmp_path / "refresh").mkdir()
+    refresh = {}
+    for e in entries:
+        for point in e["grid"]:
+            if point["lrs"].startswith("e") and point["lrs"] not in refresh:
+                name = point["lrs"]
+                refresh[name] = [f.job(f"{name}-s{i}", 360, gpus=1) for i in range(2)]
+                refresh[name].append(f.job(f"{name}-index", 180, threads=2))
+            if point["lrs"].startswith("e"):
+                point["refresh"] = refresh[point["lrs"]]
+    res = tables.collect(entries)
+    cost = tables.cost(res).set_index(["strategy", "dataset"])
+    emb = cost.loc[("Ft. Embed.", "hotpotqa")]
+    assert emb["Grid re-embedding (device-h)"] == pytest.approx(2 * (2 * 0.1 + 0.1))
+    assert emb["Grid total (device-h)"] == pytest.approx(
+        emb["Grid training (device-h)"] + emb["Grid evaluation (device-h)"] + 0.6
+    )
+    assert cost.loc[("Ft. Gen.", "hotpotqa"), "Grid re-embedding (device-h)"] == 0
+    runs = res.runs[res.runs["split"] == "validation"].set_index(["pipeline", "strategy"])
+    assert runs.loc[(PIPES_FIRST, "Ft. Embed."), "Re-embedding (device-h)"] == pytest.approx(0.6)
+    assert set(res.jobs["role"]) >= {"grid_refresh"}
+
+
 PIPES_FIRST = next(iter(PIPES))
 
 
