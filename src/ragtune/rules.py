@@ -14,7 +14,7 @@ A rule's output paths live in ``ragtune.plan.Layout``; its GPU count in config `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -35,32 +35,29 @@ _TRAINING = (
 _LORA = ("training.lora_dropout",)
 _RUN_TIME_TRAINING = ("training.checkpoint_every", "training.gradient_checkpointing")
 
+_EMBED = RuleSpec(
+    triggers=("embedding.max_seq_length",),
+    run_time=("embedding.batch_size",),
+    hub=("embedders.",),
+    batch_knob="embedding.batch_size",
+)
+_INDEX = RuleSpec(
+    triggers=("retrieval.index_factory", "retrieval.train_size"),
+    # k is only checked against the corpus here: the index does not depend on it.
+    run_time=("retrieval.add_batch_size", "retrieval.k"),
+)
+
 RULES: dict[str, RuleSpec] = {
     "download_corpus": RuleSpec(hub=("corpus.source",)),
     "chunk_corpus": RuleSpec(hub=("corpus.chunking.tokenizer",)),
     "prepare_qa": RuleSpec(hub=("datasets.",)),
     "convert_generator": RuleSpec(hub=("generators.",)),
-    "embed_corpus": RuleSpec(
-        triggers=("embedding.max_seq_length",),
-        run_time=("embedding.batch_size",),
-        hub=("embedders.",),
-        batch_knob="embedding.batch_size",
-    ),
-    "build_index": RuleSpec(
-        triggers=("retrieval.index_factory", "retrieval.train_size"),
-        # k is only checked against the corpus here: the index does not depend on it.
-        run_time=("retrieval.add_batch_size", "retrieval.k"),
-    ),
-    # A run's corpus re-embedded by its own encoder, and its index (train_documents).
-    "embed_corpus_refreshed": RuleSpec(
-        triggers=("embedding.max_seq_length",),
-        run_time=("embedding.batch_size",),
-        batch_knob="embedding.batch_size",
-    ),
-    "build_index_refreshed": RuleSpec(
-        triggers=("retrieval.index_factory", "retrieval.train_size"),
-        run_time=("retrieval.add_batch_size", "retrieval.k"),
-    ),
+    "embed_corpus": _EMBED,
+    "build_index": _INDEX,
+    # A run's corpus re-embedded by its own (local) encoder, and its index (train_documents):
+    # the base rules' keys.
+    "embed_corpus_refreshed": replace(_EMBED, hub=()),
+    "build_index_refreshed": _INDEX,
     "retrieve": RuleSpec(
         triggers=_SEARCH,
         run_time=("retrieval.query_batch_size",),
