@@ -429,3 +429,24 @@ def test_a_baseline_only_run_writes_every_table_and_figure(entries, tmp_path):
         baseline, {"resamples": 200, "level": 0.95}, 13,
     )  # fmt: skip
     assert (figs / "strategies.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("words", [20, 160])
+def test_a_long_caption_stays_below_the_axes_and_their_labels(words):
+    """The beyond config's captions (2-Phase's accounting, the judges, document-side training)
+    ran over the strategy names: the caption now pushes the axes up instead."""
+    import matplotlib.pyplot as plt
+
+    from ragtune.report import figures
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    ax.bar(range(10), range(10))
+    ax.set_xticks(range(10), [f"strategy {i}" for i in range(10)])
+    caption = figures.place_caption(fig, " ".join(["config-note"] * words))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    text_box = caption.get_window_extent(renderer)
+    axes_box = ax.get_tightbbox(renderer)  # with its tick labels
+    assert text_box.y1 < axes_box.y0
+    assert text_box.x1 <= fig.bbox.x1  # wrapped to the figure's width
+    plt.close(fig)

@@ -22,10 +22,31 @@ from ragtune.report.uncertainty import interval  # noqa: E402
 SCORES = ["EM", "F1", "Recall@5"]
 
 
+CAPTION_PT = 7
+# Characters per inch of a 7-pt caption line: DejaVu Sans averages about 0.55 em per character.
+CAPTION_CHARS_PER_INCH = 72 / (0.55 * CAPTION_PT) * 0.9
+
+
+def place_caption(fig, caption: str):
+    """The caption wrapped to the figure's width under the axes, with the axes laid out above
+    it: a caption that grows (more notes, more pipelines) pushes the axes up instead of
+    running over their tick labels."""
+    import textwrap
+
+    width, height = fig.get_size_inches()
+    lines = textwrap.wrap(caption, max(40, int(width * CAPTION_CHARS_PER_INCH)))
+    text = fig.text(
+        0.01, 0.01, "\n".join(lines), ha="left", va="bottom", fontsize=CAPTION_PT, color="0.3"
+    )
+    line_height = CAPTION_PT * 1.3 / 72  # inches
+    bottom = min(0.6, (len(lines) * line_height + 0.15) / height)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    return text
+
+
 def save(fig, stem: str | Path, caption: str) -> list[Path]:
     """Caption under the axes, then ``stem``.png and ``stem``.svg, each written atomically."""
-    fig.text(0.01, 0.01, caption, ha="left", va="bottom", fontsize=7, color="0.3", wrap=True)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    place_caption(fig, caption)
     paths = []
     for ext in ("png", "svg"):
         path = Path(stem).with_suffix(f".{ext}")
