@@ -113,13 +113,17 @@ def test_a_failing_rank_fails_the_job_with_its_traceback_in_the_log(tmp_path):
     assert "rank 1 broke" in log and "torchrun exited with status" in log
 
 
+@pytest.mark.parametrize("documents", [False, True])
 @pytest.mark.parametrize("cached", [False, True])
-def test_question_slices_carry_the_whole_batch_gradient(cached):
+def test_question_slices_carry_the_whole_batch_gradient(cached, documents):
     """Ft. Embed under DDP: each rank scores its slice of the questions against all positives;
-    the slices' weighted gradients add up to the one-process batch gradient."""
+    the slices' weighted gradients add up to the one-process batch gradient. With
+    train_documents every rank encodes all the positives with gradient, and the sum still
+    equals the one-process gradient, document side included."""
     torch.manual_seed(0)
     encoder = torch.nn.Linear(5, 3)
     queries, positives = torch.randn(7, 5), torch.randn(7, 3)
+    docs = torch.randn(7, 5)  # the positives' texts, for train_documents
 
     class Model(torch.nn.Module):
         def __init__(self):
@@ -132,10 +136,14 @@ def test_question_slices_carry_the_whole_batch_gradient(cached):
         def forward(self, features):
             return {"sentence_embedding": self.enc(features["x"])}
 
+    def candidates():
+        return encoder(docs) if documents else positives
+
     model = Model()
     encoder.zero_grad()
-    mnrl_loss(encoder(queries), positives).backward()
+    mnrl_loss(encoder(queries), candidates()).backward()
     whole = encoder.weight.grad.clone()
+    expected = mnrl_loss(encoder(queries), candidates()).item()
     encoder.zero_grad()
     total = 0.0
     for a, b in query_slices(len(queries), 3):
@@ -145,15 +153,16 @@ def test_question_slices_carry_the_whole_batch_gradient(cached):
             total += (
                 share
                 * cached_mnrl_step(
-                    model, rows, positives, mini_batch=2, offset=a, weight=share
+                    model, rows, None if documents else positives, mini_batch=2, offset=a,
+                    weight=share, documents=list(docs) if documents else None,
                 ).item()
-            )
+            )  # fmt: skip
         else:
-            loss = mnrl_loss(encoder(queries[a:b]), positives, offset=a) * share
+            loss = mnrl_loss(encoder(queries[a:b]), candidates(), offset=a) * share
             loss.backward()
             total += loss.item()
     torch.testing.assert_close(encoder.weight.grad, whole)
-    assert total == pytest.approx(mnrl_loss(encoder(queries), positives).item(), rel=1e-5)
+    assert total == pytest.approx(expected, rel=1e-5)
 
 
 def test_query_slices_cover_the_batch_once():

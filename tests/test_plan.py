@@ -389,7 +389,7 @@ def test_a_strategy_beyond_the_paper_is_one_row_and_its_loss():
     )
 
 
-def test_a_judge_from_ft_gen_needs_ft_gen_s_grid():
+def test_a_judged_strategy_needs_its_judge_and_more_than_one_chunk():
     from ragtune.config import _check_judged
 
     assert _check_judged({"loop": {"embed_lrs": [1e-5], "generator": "ft_gen"}}) == [
@@ -397,6 +397,12 @@ def test_a_judge_from_ft_gen_needs_ft_gen_s_grid():
         "Gen. its grid, or set strategies.loop.generator: base"
     ]
     assert _check_judged(JUDGED) == []
+    # With one chunk the target and the retriever are both [1]: nothing would train.
+    assert _check_judged({"pdist": {"embed_lrs": [1e-5]}}, k=1) == [
+        "strategies.pdist: retrieval.k is 1, but PDist learns a distribution over the top k, "
+        "which with one chunk is always [1] (the loss would be 0 at every step): set "
+        "retrieval.k to at least 2, or drop strategies.pdist"
+    ]
 
 
 def _documents(plan, on=True, most=20):

@@ -76,7 +76,7 @@ def check(config: dict[str, Any]) -> None:
     problems += _check_corpus(config)
     problems += _check_index_training(config["retrieval"])
     problems += _check_two_phase(config["strategies"])
-    problems += _check_judged(config["strategies"])
+    problems += _check_judged(config["strategies"], config["retrieval"]["k"])
     if config["generation"]["num_beams"] > 1 and config["evaluation"]["decoding"] != "concat":
         problems.append(
             f"generation.num_beams is {config['generation']['num_beams']}, but "
@@ -165,18 +165,29 @@ def _check_two_phase(strategies) -> list[str]:
     return []
 
 
-def _check_judged(strategies) -> list[str]:
-    """PDist / LSR / LOOP judged by Ft. Gen.'s winner need Ft. Gen.'s grid."""
+def _check_judged(strategies, k: int = 2) -> list[str]:
+    """PDist / LSR / LOOP judged by Ft. Gen.'s winner need Ft. Gen.'s grid. With k = 1 both
+    distributions over the top k are [1]: the loss is 0 at every step, and a run would train
+    nothing while looking finished."""
     from ragtune.plan import STRATEGIES
 
-    return [
-        f"strategies.{name}.generator is ft_gen, but strategies.ft_gen.lrs is not set: give "
-        f"Ft. Gen. its grid, or set strategies.{name}.generator: base"
-        for name, s in STRATEGIES.items()
-        if s.judged
-        and (strategies.get(name) or {}).get("generator") == "ft_gen"
-        and not (strategies.get("ft_gen") or {}).get("lrs")
-    ]
+    out = []
+    for name, s in STRATEGIES.items():
+        block = strategies.get(name)
+        if not s.judged or block is None:
+            continue
+        if block.get("generator") == "ft_gen" and not (strategies.get("ft_gen") or {}).get("lrs"):
+            out.append(
+                f"strategies.{name}.generator is ft_gen, but strategies.ft_gen.lrs is not set: "
+                f"give Ft. Gen. its grid, or set strategies.{name}.generator: base"
+            )
+        if k < 2:
+            out.append(
+                f"strategies.{name}: retrieval.k is {k}, but {s.label} learns a distribution "
+                "over the top k, which with one chunk is always [1] (the loss would be 0 at "
+                f"every step): set retrieval.k to at least 2, or drop strategies.{name}"
+            )
+    return out
 
 
 def _check_pipelines(config) -> list[str]:
