@@ -26,7 +26,6 @@ CONDA_ENV = {"cpu": "../envs/ragtune.yaml", "gpu": "../envs/ragtune-gpu.yaml"}[
     config["conda_env"]
 ]
 CORPUS = config["corpus"]["name"]
-SHARDS = [f"{i:03d}" for i in range(config["corpus"]["shards"])]
 # Sorted: the tables, captions and labels list them in one order whatever the config's key
 # order, so a reordered config re-makes nothing (rule_settings.canonical does the params).
 DATASETS = sorted(config["datasets"])
@@ -50,6 +49,7 @@ def winner(dataset, pipeline, strategy):
 # reads, and the layout of results/. What follows adapts it to Snakemake.
 PLAN = ragtune_plan.Plan(config, winner)
 LAYOUT = PLAN.layout
+SHARDS = PLAN.shards
 
 
 wildcard_constraints:

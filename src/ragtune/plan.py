@@ -538,6 +538,11 @@ class Plan:
             out["max_prompt_tokens"] = int(self.config["generation"]["max_prompt_tokens"])
         return out
 
+    @property
+    def shards(self) -> list[str]:
+        """The corpus shards' names in paths: 000, 001, ..."""
+        return [f"{i:03d}" for i in range(self.config["corpus"]["shards"])]
+
     # -- document-side training: a run's own index -------------------------------------------
     @property
     def train_documents(self) -> bool:
@@ -569,13 +574,12 @@ class Plan:
             return []
         lay, embedder = self.layout, self.pipelines[pipeline]["embedder"]
         where = (dataset, embedder, variant)
-        shards = [f"{i:03d}" for i in range(self.config["corpus"]["shards"])]
         return [
             {
                 "record": lay.refreshed_shard_record(*where, shard),
                 "benchmark": lay.benchmark("embed_corpus_refreshed", *where, shard),
             }
-            for shard in shards
+            for shard in self.shards
         ] + [
             {
                 "record": lay.refreshed_index_info(*where),
