@@ -170,16 +170,16 @@ def _largest_fitting(make, current: int, budget_gb: float) -> int | None:
     return None
 
 
-def _chunk_tokens(config: dict, spec: str) -> int:
-    """A chunk's tokens in the encoder: its chunking length plus the special tokens."""
-    tokens = _encoder_tokens(spec, config["embedding"]["max_seq_length"])
-    return min(config["corpus"]["chunking"]["max_tokens"] + 2, tokens)
+def _chunk_tokens(config: dict, encoder_tokens: int) -> int:
+    """A chunk's tokens in an encoder that reads ``encoder_tokens`` at most: its chunking
+    length plus the special tokens."""
+    return min(config["corpus"]["chunking"]["max_tokens"] + 2, encoder_tokens)
 
 
 def _embedder_jobs(config: dict, spec: str) -> list[tuple[str, dict, str]]:
     """(rule, encoder_step arguments, the batch knob) of an embedder's GPU jobs."""
     tokens = _encoder_tokens(spec, config["embedding"]["max_seq_length"])
-    chunk_tokens = _chunk_tokens(config, spec)
+    chunk_tokens = _chunk_tokens(config, tokens)
     emb = config["training"]["embedder"]
     train_rows = emb["mini_batch"] if emb["loss"] == "cached_mnrl" else emb["batch_size"]
     if emb.get("train_documents") and emb["loss"] != "cached_mnrl":
@@ -271,8 +271,14 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
         if on_gpu("train_joint"):
             j = training["joint"]
             documents = bool(training["embedder"].get("train_documents"))
+            corpus_tokens = (
+                _encoder_tokens(enc_spec, config["embedding"]["max_seq_length"]) if documents else 0
+            )
 
-            def joint(questions, j=j, gen_spec=gen_spec, enc_spec=enc_spec, documents=documents):
+            def joint(
+                questions, j=j, gen_spec=gen_spec, enc_spec=enc_spec, documents=documents,
+                corpus_tokens=corpus_tokens,
+            ):  # fmt: skip
                 gen = cache.get(
                     "generator_training",
                     gen_spec,
@@ -299,7 +305,7 @@ def plan(config: dict, budgets: dict[str, float], cache_dir: Path | None = None)
                         enc_spec,
                         job="train_joint",
                         rows=questions * k,
-                        tokens=_chunk_tokens(config, enc_spec),
+                        tokens=_chunk_tokens(config, corpus_tokens),
                         train=True,
                     )
                     enc = dataclasses.replace(
