@@ -32,12 +32,13 @@ def test_on_a_cpu_host_it_runs_what_it_can_and_skips_the_cuda_paths():
         "batched generation": "PASS",
         "RAG decoding, 4-bit + adapter": "PASS",
         "joint step: 4-bit = dequantized": "PASS",
+        "PDist / LOOP, 4-bit judge, docs": "PASS",
         "kill and resume = uninterrupted": "PASS",
         "fp16 with loss scaling": "SKIPPED",
         "torchrun launch, 1 NCCL rank": "SKIPPED",
         "NCCL all-reduce, 2 ranks": "SKIPPED",
     }
-    assert out.stdout.splitlines()[-1] == "OK: 0 of 14 paths failed"
+    assert out.stdout.splitlines()[-1] == "OK: 0 of 15 paths failed"
 
 
 def test_any_failed_path_fails_the_check_and_the_others_still_run():

@@ -438,6 +438,39 @@ def check_joint_4bit_gradients(workdir: Path) -> str:
     return f"{len(grads['4bit'])} gradients agree within {error:.1e} (in {dtype})"
 
 
+def check_judged_4bit(workdir: Path) -> str:
+    """PDist and LOOP as train_joint runs them on a frozen base: the judge 4-bit NF4 (loaded
+    as the job loads it), chunks encoded with gradient (train_documents). The loss is finite,
+    the query encoder gets a gradient, the judge none."""
+    from ragtune import models, runtime
+    from ragtune.training.joint import joint_loss
+
+    embedder = models.load_embedder(_embedder_spec(workdir), device=runtime.device())
+    retriever = _retriever(workdir, embedder)
+    judge, tok = models.load_generator(str(_toy_generator(workdir)), "auto", quantize="nf4")
+    judge.requires_grad_(False)
+    embedder.train()
+    out = []
+    for spec in (
+        {"name": "pdist", "temperature": 1.0},
+        {"name": "loop", "temperature": 1.0, "max_prompt_tokens": 256},
+    ):
+        embedder.zero_grad(set_to_none=True)
+        loss = joint_loss(
+            JOINT_QUESTIONS, embedder=embedder, generator=judge, tokenizer=tok,
+            retriever=retriever, loss=spec, scale=20.0, max_prompt_tokens=128,
+            train_embedder=True, train_generator=False, train_documents=True,
+        )  # fmt: skip
+        loss.backward()
+        grad = sum(float(p.grad.abs().sum()) for p in embedder.parameters() if p.grad is not None)
+        if not (torch.isfinite(loss) and grad > 0):
+            raise AssertionError(f"{spec['name']}: loss {float(loss)}, |grad| encoder {grad}")
+        if any(p.grad is not None for p in judge.parameters()):
+            raise AssertionError(f"{spec['name']}: a gradient reached the frozen judge")
+        out.append(f"{spec['name']} {float(loss):.3f}")
+    return f"KL {', '.join(out)}; the encoder learns, the 4-bit judge does not"
+
+
 def _tiny_training(work_dir: Path, stop_at: int | None = None):
     """Six optimizer steps of a tiny model with dropout on this device, through ragtune's
     training loop (checkpoints every 2 steps): (weights, losses)."""
@@ -606,6 +639,7 @@ def checks(workdir: Path) -> list[tuple[str, Callable[[], str]]]:
         ("batched generation", lambda: check_generation(workdir)),
         ("RAG decoding, 4-bit + adapter", lambda: check_rag_decoding(workdir)),
         ("joint step: 4-bit = dequantized", lambda: check_joint_4bit_gradients(workdir)),
+        ("PDist / LOOP, 4-bit judge, docs", lambda: check_judged_4bit(workdir)),
         ("kill and resume = uninterrupted", lambda: check_resume(workdir)),
         ("fp16 with loss scaling", lambda: check_fp16_scaling(workdir)),
         ("torchrun launch, 1 NCCL rank", lambda: check_launch(workdir)),
