@@ -257,6 +257,35 @@ def test_a_seeded_run_reads_the_same_seed_s_parts():
     assert job["benchmark"].endswith("train_generator/d/p/lr3e-04_s14.jsonl")
 
 
+def test_a_seeded_grid_is_chosen_on_its_mean_over_seeds(tmp_path):
+    """select_lr reads the metrics the plan lists, point by point with each point's seeds
+    together, and picks the best mean: here seed 13 alone would pick 3e-4, the mean 1e-3."""
+    from ragtune.io import read_json, write_json
+    from ragtune.selection import select_lr
+
+    plan = seeded()
+    paths = plan.validation_metrics("d", "p", "ft_gen")
+    assert paths == [
+        f"res/d/p/ft_gen/{run}/validation/metrics.json"
+        for run in ("g3e-04_s13", "g3e-04_s14", "g1e-03_s13", "g1e-03_s14")
+    ]
+    f1 = {"g3e-04_s13": 50.0, "g3e-04_s14": 10.0, "g1e-03_s13": 40.0, "g1e-03_s14": 30.0}
+    files = []
+    for path in paths:
+        run = path.split("/")[4]
+        write_json(tmp_path / run / "metrics.json", {"f1": f1[run]})
+        files.append(str(tmp_path / run / "metrics.json"))
+    out = tmp_path / "selected.json"
+    grid = plan.grid_lrs("d", "p", "ft_gen")
+    assert select_lr(files, grid, "f1", str(out), seeds=[13, 14]) == "g1e-03"
+    record = read_json(out)
+    assert record["scores"] == {"g3e-04": 30.0, "g1e-03": 35.0}
+    assert record["seed_scores"] == {"g3e-04": [50.0, 10.0], "g1e-03": [40.0, 30.0]}
+    assert record["seed_sd"]["g1e-03"] == pytest.approx(7.0710678)
+    with pytest.raises(ValueError, match="x 2 seed\\(s\\)"):
+        select_lr(files[:3], grid, "f1", str(out), seeds=[13, 14])
+
+
 def test_the_wildcard_patterns_take_seeded_runs():
     import re
 
