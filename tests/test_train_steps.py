@@ -94,12 +94,14 @@ def test_train_embedder_moves_only_the_query_side(tiny, minilm_spec, monkeypatch
 def test_hard_negatives_make_the_first_loss_harder(tiny, minilm_spec):
     """The base retrieval's non-gold chunks as extra negatives: the same first batch, a higher
     loss (these negatives score close to the positives)."""
-    tmp, _ = tiny
+    tmp, questions = tiny
+    # Two questions, two gold articles each: one batch of 4 pairs, one step per run.
+    write_jsonl(tmp / "train-2.jsonl", questions[:2])
     first = {}
     for n in (0, 2):
         training = {**TRAINING, "embedder": {**TRAINING["embedder"], "hard_negatives": n}}
         train_embedder(
-            str(tmp / "train.jsonl"),
+            str(tmp / "train-2.jsonl"),
             [str(tmp / "emb-000.npy")],
             [str(tmp / "shard-000.jsonl")],
             minilm_spec,
@@ -111,16 +113,18 @@ def test_hard_negatives_make_the_first_loss_harder(tiny, minilm_spec):
             retrieved_path=str(tmp / "retrieved.jsonl"),
         )
         first[n] = read_json(tmp / f"hn{n}.json")["first_loss"]
+        assert read_json(tmp / f"hn{n}.json")["steps"] == 1
     assert first[2] > first[0] > 0
 
 
 def test_train_generator_writes_a_lora_adapter(tiny, smollm_dir):
     from peft import PeftConfig
 
-    tmp, _ = tiny
+    tmp, questions = tiny
     out = tmp / "ft_gen"
+    write_jsonl(tmp / "train-4.jsonl", questions[:4])  # 2 steps: what is written, not learnt
     train_generator(
-        str(tmp / "train.jsonl"),
+        str(tmp / "train-4.jsonl"),
         str(tmp / "retrieved.jsonl"),
         [str(tmp / "shard-000.jsonl")],
         str(smollm_dir),
@@ -131,7 +135,7 @@ def test_train_generator_writes_a_lora_adapter(tiny, smollm_dir):
         seed=0,
     )
     info = read_json(tmp / "g.json")
-    assert info["examples"] == 8 and info["steps"] == 4
+    assert info["examples"] == 4 and info["steps"] == 2
     assert np.isfinite(info["final_loss"])
     cfg = PeftConfig.from_pretrained(str(out))
     assert cfg.r == 16 and cfg.base_model_name_or_path == str(smollm_dir)
@@ -268,7 +272,8 @@ def test_a_bf16_generator_base_trains_jointly(joint_parts, minilm_spec, tmp_path
 
 
 def test_joint_training_lowers_its_loss(joint_parts, minilm_spec, smollm_dir, tmp_path):
-    """Eight RAG-Token steps on one question, both models learning: the loss falls."""
+    """Four RAG-Token steps on one question, both models learning: the loss falls (from 3.6
+    to 0.5 after one step and 0.002 after three, here)."""
     from ragtune.models import load_for_training
     from ragtune.training import loop
 
@@ -277,13 +282,13 @@ def test_joint_training_lowers_its_loss(joint_parts, minilm_spec, smollm_dir, tm
     generator, tok = load_for_training(str(smollm_dir), "none")
     lora = [p for p in generator.parameters() if p.requires_grad]
     history = loop.train(
-        [questions[:1]] * 8,
+        [questions[:1]] * 4,
         lambda batch: _joint_loss(batch, retriever, embedder, generator, tok),
         [{"params": lora, "lr": 2e-3}, {"params": list(embedder.parameters()), "lr": 1e-5}],
         tmp_path,
         loop.LoopConfig(checkpoint_every=10**6, seed=0),
     )
-    first, last = history[0]["loss"], np.mean([h["loss"] for h in history[-3:]])
+    first, last = history[0]["loss"], np.mean([h["loss"] for h in history[-2:]])
     assert last < 0.5 * first, (first, last)
 
 
