@@ -98,8 +98,8 @@ report: install
 	$(BIN)/snakemake --cores $(CORES) --report $(REPORT_HTML) $(RUN_ARGS)
 
 # One pytest worker per core, each test file on one worker (module fixtures run once). The
-# end-to-end workflow test is ~70% of the suite and leaves a core idle between its serial jobs:
-# the other files run beside it.
+# end-to-end workflow file is ~40% of the suite's test-seconds and leaves a core idle between
+# its serial jobs: the other files run beside it (the cores were 96% busy over a whole run).
 test: install
 	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --durations=15 \
 		-m "not slurm"
