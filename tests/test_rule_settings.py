@@ -65,6 +65,10 @@ def test_the_training_dtype_triggers_once_set(config):
             rule=rule, params=SimpleNamespace(settings=rs.triggers(config, rule)), config=config
         )
         assert rs.settings(smk)["training"]["dtype"] == "auto"
+    # train_joint reads both keys that trigger only once set; the shared lists stay as they were
+    assert rs.settings(smk)["training"]["embedder"]["train_documents"] is False
+    assert rs.DECODING_TRIGGERS == ["training.joint.scale"]
+    assert rs.DTYPE_TRIGGERS == ["training.dtype"]
     bf16 = {**config, "training": {**config["training"], "dtype": "bfloat16"}}
     assert rs.triggers(bf16, "train_generator")["training"]["dtype"] == "bfloat16"
     assert rs.triggers(bf16, "train_joint")["training"]["dtype"] == "bfloat16"

@@ -87,9 +87,11 @@ def settings(smk: Any) -> dict[str, Any]:
     Evaluation under ``concat`` decoding also sees ``training.joint.scale`` (unused there), and
     a generator-training job ``training.dtype`` at its default, and an embedder-training job
     ``training.embedder.train_documents`` when off."""
-    extra = DECODING_TRIGGERS if smk.rule == "evaluate" else []
-    extra += DTYPE_TRIGGERS if smk.rule in GENERATOR_TRAINING else []
-    extra += DOCUMENT_TRIGGERS if smk.rule in EMBEDDER_TRAINING else []
+    extra = [
+        *(DECODING_TRIGGERS if smk.rule == "evaluate" else []),
+        *(DTYPE_TRIGGERS if smk.rule in GENERATOR_TRAINING else []),
+        *(DOCUMENT_TRIGGERS if smk.rule in EMBEDDER_TRAINING else []),
+    ]
     return merge(dict(smk.params.settings), pick(smk.config, RUN_TIME[smk.rule] + extra))
 
 
