@@ -257,10 +257,19 @@ def test_a_seeded_run_reads_the_same_seed_s_parts():
     assert job["benchmark"].endswith("train_generator/d/p/lr3e-04_s14.jsonl")
 
 
+def _written_metrics(folder, paths, f1_of) -> list[str]:
+    """Each planned metrics path written under ``folder`` with F1 ``f1_of(path's parts)``."""
+    from ragtune.io import write_json
+
+    for path in paths:
+        write_json(folder / path, {"f1": f1_of(path.split("/"))})
+    return [str(folder / path) for path in paths]
+
+
 def test_a_seeded_grid_is_chosen_on_its_mean_over_seeds(tmp_path):
     """select_lr reads the metrics the plan lists, point by point with each point's seeds
     together, and picks the best mean: here seed 13 alone would pick 3e-4, the mean 1e-3."""
-    from ragtune.io import read_json, write_json
+    from ragtune.io import read_json
     from ragtune.selection import select_lr
 
     plan = seeded()
@@ -270,11 +279,7 @@ def test_a_seeded_grid_is_chosen_on_its_mean_over_seeds(tmp_path):
         for run in ("g3e-04_s13", "g3e-04_s14", "g1e-03_s13", "g1e-03_s14")
     ]
     f1 = {"g3e-04_s13": 50.0, "g3e-04_s14": 10.0, "g1e-03_s13": 40.0, "g1e-03_s14": 30.0}
-    files = []
-    for path in paths:
-        run = path.split("/")[4]
-        write_json(tmp_path / run / "metrics.json", {"f1": f1[run]})
-        files.append(str(tmp_path / run / "metrics.json"))
+    files = _written_metrics(tmp_path, paths, lambda parts: f1[parts[4]])
     out = tmp_path / "selected.json"
     grid = plan.grid_lrs("d", "p", "ft_gen")
     assert select_lr(files, grid, "f1", str(out), seeds=[13, 14]) == "g1e-03"
@@ -334,7 +339,7 @@ def test_ft_embed_s_lr_can_be_chosen_per_embedder(tmp_path):
     """selection.ft_embed_per: embedder scores Ft. Embed.'s grid on every pipeline of the
     embedder (the paper gives both generators one Ft. Embed. LR); other grids stay per
     pipeline."""
-    from ragtune.io import read_json, write_json
+    from ragtune.io import read_json
     from ragtune.selection import select_lr
 
     plan, _ = make()
@@ -353,13 +358,7 @@ def test_ft_embed_s_lr_can_be_chosen_per_embedder(tmp_path):
     ]
     # p prefers 1e-4 by a little, q prefers 3e-5 by a lot: the embedder's mean picks 3e-5.
     scores = {"p": {"e3e-05": 40.0, "e1e-04": 41.0}, "q": {"e3e-05": 50.0, "e1e-04": 30.0}}
-    files = []
-    for path in paths:
-        pipe, lrs = path.split("/")[2], path.split("/")[4]
-        f = tmp_path / pipe / lrs / "metrics.json"
-        f.parent.mkdir(parents=True)
-        write_json(f, {"f1": scores[pipe][lrs]})
-        files.append(str(f))
+    files = _written_metrics(tmp_path, paths, lambda parts: scores[parts[2]][parts[4]])
     grid = ["e3e-05", "e1e-04"]
     out = tmp_path / "selected.json"
     assert select_lr(files, grid, "f1", str(out), pipelines=["p", "q"]) == "e3e-05"
